@@ -1,0 +1,112 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+
+lsdm_cli lsdm_opt = {"lsdm", 0, 0, 0, 0};
+
+static char **cli_argv;
+
+void lsdm_cli_init(const char *prog, char **argv) {
+    lsdm_opt.prog = prog;
+    cli_argv = argv;
+    opterr = 0;
+    const char *lv = getenv("LSDM_LEVEL");
+    if (lv && *lv) lsdm_opt.level = atoi(lv);
+}
+
+int lsdm_cli_common(int c, const char *arg, const char *help) {
+    long v;
+    switch (c) {
+    case 'h': fputs(help, stdout); return 0;
+    case 'V': printf("%s (lsdm) %s\n", lsdm_opt.prog, LSDM_VERSION); return 0;
+    case 'v': lsdm_opt.verbose++; return -1;
+    case 'q': lsdm_opt.quiet = 1; return -1;
+    case 'f': lsdm_opt.force = 1; return -1;
+    case LSDM_OPT_LEVEL:
+        if (lsdm_parse_long(arg, -7, 22, &v)) return lsdm_usage_error("--level: %s", lsdm_err_msg());
+        lsdm_opt.level = (int)v;
+        return -1;
+    case ':':
+        if (optopt) return lsdm_usage_error("option '-%c' needs a value", optopt);
+        return lsdm_usage_error("option '%s' needs a value", cli_argv ? cli_argv[optind - 1] : "?");
+    default:
+        if (optopt) return lsdm_usage_error("unknown option '-%c'", optopt);
+        return lsdm_usage_error("unknown option '%s'", cli_argv ? cli_argv[optind - 1] : "?");
+    }
+}
+
+int lsdm_fail(void) {
+    fprintf(stderr, "%s: error: %s\n", lsdm_opt.prog, lsdm_err_msg());
+    return 1;
+}
+
+int lsdm_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", lsdm_opt.prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", lsdm_opt.prog);
+    return 2;
+}
+
+void lsdm_note(const char *fmt, ...) {
+    if (lsdm_opt.quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", lsdm_opt.prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void lsdm_verbose(const char *fmt, ...) {
+    if (!lsdm_opt.verbose || lsdm_opt.quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", lsdm_opt.prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static int progress_shown;
+
+void lsdm_progress(long done, long total, const char *what) {
+    if (lsdm_opt.quiet || !isatty(STDERR_FILENO)) return;
+    if (total > 0) fprintf(stderr, "\r%s: %s %ld/%ld (%3.0f%%)", lsdm_opt.prog, what, done, total, 100.0 * done / total);
+    else fprintf(stderr, "\r%s: %s %ld", lsdm_opt.prog, what, done);
+    progress_shown = 1;
+}
+
+void lsdm_progress_end(void) {
+    if (progress_shown) fputc('\n', stderr);
+    progress_shown = 0;
+}
+
+int lsdm_parse_long(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno == ERANGE) return lsdm_err("'%s' is not an integer", s);
+    if (v < lo || v > hi) return lsdm_err("%ld is out of range %ld..%ld", v, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int lsdm_parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v)) return lsdm_err("'%s' is not a finite number", s);
+    *out = v;
+    return 0;
+}

@@ -1,0 +1,66 @@
+/* What every program's main shares: the program name, common options,
+ * "prog: error: ..." reporting and progress on a terminal. */
+#ifndef LSDM_CLI_H
+#define LSDM_CLI_H
+
+#include <getopt.h>
+
+#define LSDM_VERSION "0.1.0"
+
+typedef struct {
+    const char *prog;
+    int verbose; /* -v, repeatable */
+    int quiet;   /* -q */
+    int force;   /* -f: binary output to a terminal */
+    int level;   /* --level: zstd level of written streams (0 = default) */
+} lsdm_cli;
+
+extern lsdm_cli lsdm_opt;
+
+enum { LSDM_OPT_LEVEL = 1000, LSDM_OPT_FIRST_TOOL = 1100 };
+
+/* Long options every program takes; put first in the tool's table. */
+#define LSDM_COMMON_LONGOPTS                                                 \
+    {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},         \
+    {"verbose", no_argument, 0, 'v'}, {"quiet", no_argument, 0, 'q'},        \
+    {"force", no_argument, 0, 'f'}, {"level", required_argument, 0, LSDM_OPT_LEVEL}
+/* The leading ':' makes getopt report a missing value as ':' (we print it). */
+#define LSDM_COMMON_SHORTOPTS ":hVvqf"
+
+/* Lines for the tool's --help describing the common options. */
+#define LSDM_COMMON_HELP                                                     \
+    "  -f, --force        write binary output even to a terminal\n"        \
+    "      --level N      zstd level of output streams (default 1)\n"       \
+    "  -v, --verbose      say more on stderr\n"                               \
+    "  -q, --quiet        no progress or notes on stderr\n"                   \
+    "  -h, --help         show this help and exit\n"                          \
+    "  -V, --version      show the version and exit\n"
+
+/* Set the program name and silence getopt (we print its errors our way). */
+void lsdm_cli_init(const char *prog, char **argv);
+/* Handle a common option (or '?'/unknown). Returns -1 to go on parsing,
+ * otherwise the exit code main should return (0 after --help/--version,
+ * 2 on a usage error). */
+int lsdm_cli_common(int c, const char *arg, const char *help);
+#define LSDM_CLI_DEFAULT(c, help)                                            \
+    default: {                                                               \
+        int rc_ = lsdm_cli_common((c), optarg, (help));                      \
+        if (rc_ >= 0) return rc_;                                            \
+    } break
+
+/* "prog: error: <current lsdm_err message>" on stderr; returns 1. */
+int lsdm_fail(void);
+/* "prog: error: <msg>" and a --help hint on stderr; returns 2. */
+int lsdm_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Notes on stderr: shown unless -q (lsdm_note) or only with -v (lsdm_verbose). */
+void lsdm_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lsdm_verbose(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Progress line on stderr, only when it is a terminal and not -q. */
+void lsdm_progress(long done, long total, const char *what);
+void lsdm_progress_end(void);
+
+/* Parse helpers for option values: 0 ok, -1 with lsdm_err. */
+int lsdm_parse_long(const char *s, long lo, long hi, long *out);
+int lsdm_parse_double(const char *s, double *out);
+
+#endif
