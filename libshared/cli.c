@@ -23,7 +23,7 @@ void lsdm_cli_init(const char *prog, char **argv) {
 }
 
 int lsdm_cli_common(int c, const char *arg, const char *help) {
-    long v;
+    long v = 0;
     switch (c) {
     case 'h': fputs(help, stdout); return 0;
     case 'V': printf("%s (lsdm) %s\n", lsdm_opt.prog, LSDM_VERSION); return 0;
@@ -35,6 +35,9 @@ int lsdm_cli_common(int c, const char *arg, const char *help) {
         lsdm_opt.level = (int)v;
         return -1;
     case ':':
+        /* for a long option glibc sets optopt to its value, not a letter */
+        if (cli_argv && strncmp(cli_argv[optind - 1], "--", 2) == 0)
+            return lsdm_usage_error("option '%s' needs a value", cli_argv[optind - 1]);
         if (optopt) return lsdm_usage_error("option '-%c' needs a value", optopt);
         return lsdm_usage_error("option '%s' needs a value", cli_argv ? cli_argv[optind - 1] : "?");
     default:

@@ -23,6 +23,17 @@ int lsdm_outfile_open(lsdm_outfile *o, const char *path, int binary, int force) 
         o->f = stdout;
         return 0;
     }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device or fifo (/dev/null, /dev/full, a named pipe): nothing to
+         * rename over, and renaming would replace the device itself */
+        if (S_ISDIR(st.st_mode)) return lsdm_err("%s: is a directory", path);
+        if (!(o->f = fopen(path, "wb"))) return lsdm_err("%s: %s", path, strerror(errno));
+        o->path = NULL;
+        o->tmp = NULL;
+        o->direct = 1;
+        return 0;
+    }
     size_t n = strlen(path);
     o->path = strdup(path);
     o->tmp = malloc(n + 16);
@@ -46,10 +57,12 @@ int lsdm_outfile_open(lsdm_outfile *o, const char *path, int binary, int force) 
 }
 
 int lsdm_outfile_commit(lsdm_outfile *o) {
-    if (!o->path) { /* stdout */
+    if (!o->path) { /* stdout or a device */
         int bad = fflush(o->f) != 0 || ferror(o->f);
+        int e = errno;
+        if (o->direct && fclose(o->f) != 0) bad = 1;
         memset(o, 0, sizeof *o);
-        return bad ? lsdm_err("write error on standard output: %s", strerror(errno)) : 0;
+        return bad ? lsdm_err("write error: %s", strerror(e ? e : EIO)) : 0;
     }
     int e = 0;
     if (fflush(o->f) != 0 || ferror(o->f)) e = errno ? errno : EIO;
@@ -71,6 +84,8 @@ void lsdm_outfile_abort(lsdm_outfile *o) {
     if (o->path) {
         if (o->f) fclose(o->f);
         unlink(o->tmp);
+    } else if (o->direct) {
+        fclose(o->f);
     } else if (o->f) {
         fflush(o->f);
     }

@@ -11,6 +11,7 @@ typedef struct {
     FILE *f;
     char *path; /* final name; NULL for stdout */
     char *tmp;  /* temporary name beside it */
+    int direct; /* a device or fifo, written in place */
 } lsdm_outfile;
 
 /* Binary output to a terminal is refused unless force is set. */
