@@ -47,23 +47,27 @@ endif
 
 $(BUILD)/%.o: %.c $(wildcard libshared/*.h formats/*.h kernels/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@echo '  CC    $<'
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.cu $(wildcard libshared/*.h kernels/*.h)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c -o $@ $<
+	@echo '  NVCC  $<'
+	@$(NVCC) $(NVFLAGS) -c -o $@ $<
 
 $(BUILD)/liblsdm.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BIN)/%: tools/%.c $(BUILD)/liblsdm.a $(wildcard libshared/*.h formats/*.h kernels/*.h)
 	@mkdir -p $(BIN)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/liblsdm.a $(LDFLAGS) $(LDLIBS)
+	@echo '  LD    $@'
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/liblsdm.a $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/c/%.c $(BUILD)/liblsdm.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/c $(CFLAGS) -o $@ $< $(BUILD)/liblsdm.a $(LDFLAGS) $(LDLIBS)
+	@echo '  LD    $@'
+	@$(CC) $(CPPFLAGS) -Itests/c $(CFLAGS) -o $@ $< $(BUILD)/liblsdm.a $(LDFLAGS) $(LDLIBS)
 
 deps:
 	@scripts/install-deps

@@ -7,14 +7,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include "err.h"
 
 void lsdm_record_init(lsdm_record *r) { memset(r, 0, sizeof *r); }
 
+/* Large tensors get their own mapping: returned to the system when freed,
+ * so a reader going through a thousand volumes keeps the memory of one
+ * (malloc's heap would fragment between big buffers and small header
+ * strings and keep growing). */
+enum { MAP_MIN_BYTES = 1 << 20 };
+
+static void data_free(lsdm_record *r) {
+    if (r->mapped) munmap(r->data, r->mapped);
+    else free(r->data);
+    r->data = NULL;
+    r->nbytes = r->mapped = 0;
+}
+
 void lsdm_record_free(lsdm_record *r) {
     for (int i = 0; i < r->nkv; i++) { free(r->kv[i].key); free(r->kv[i].value); }
     free(r->kv);
-    free(r->data);
+    data_free(r);
     lsdm_record_init(r);
 }
 
@@ -44,13 +59,17 @@ int lsdm_shape_bytes(int ndim, const int64_t *shape, lsdm_dtype t, size_t *out) 
 int lsdm_record_alloc(lsdm_record *r, lsdm_dtype t, int ndim, const int64_t *shape) {
     size_t nbytes;
     if (lsdm_shape_bytes(ndim, shape, t, &nbytes)) return -1;
-    free(r->data);
-    r->data = NULL;
-    r->nbytes = 0;
+    data_free(r);
     size_t padded = (nbytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, padded);
-    if (!p) return lsdm_err("out of memory allocating %zu bytes", nbytes);
-    memset(p, 0, padded);
+    void *p;
+    if (padded >= MAP_MIN_BYTES) { /* zeroed by the kernel */
+        p = mmap(NULL, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return lsdm_err("out of memory allocating %zu bytes", nbytes);
+        r->mapped = padded;
+    } else {
+        if (!(p = aligned_alloc(64, padded))) return lsdm_err("out of memory allocating %zu bytes", nbytes);
+        memset(p, 0, padded);
+    }
     r->data = p;
     r->nbytes = nbytes;
     r->dtype = t;

@@ -25,6 +25,7 @@ typedef struct {
     int64_t shape[LSDM_MAX_DIMS];
     void *data; /* owned, 64-byte aligned, nbytes long */
     size_t nbytes;
+    size_t mapped; /* bytes mapped with mmap when data is large, else 0 */
 } lsdm_record;
 
 void lsdm_record_init(lsdm_record *r);
