@@ -16,5 +16,7 @@ lsdm_volsrc *lsdm_volsrc_open(const char *path, const lsdm_nifti_opts *o);
  * volume is an error). Whatever r held is freed first. */
 int lsdm_volsrc_next(lsdm_volsrc *s, lsdm_record *r);
 void lsdm_volsrc_close(lsdm_volsrc *s);
+/* 1 if the input is a tensor stream (its records are passed on untouched). */
+int lsdm_volsrc_is_stream(const lsdm_volsrc *s);
 
 #endif

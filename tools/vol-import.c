@@ -1,0 +1,131 @@
+/* vol-import: NIfTI files, directories and archives of them (and streams,
+ * passed through) -> one tensor stream. The first stage of every pipeline:
+ * the geometry read here (affine, spacing) travels with the voxels to the
+ * NIfTI files vol-export writes at the end. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "err.h"
+#include "namepat.h"
+#include "stream.h"
+#include "volsrc.h"
+
+static const char HELP[] =
+    "Usage: vol-import [OPTION]... INPUT...\n"
+    "Read volumes from each INPUT and write them as one tensor stream.\n"
+    "An INPUT is a NIfTI-1/NIfTI-2 file (.nii, .nii.gz), a directory (its\n"
+    ".nii and .nii.gz files, sorted by name), an archive of NIfTI files (tar,\n"
+    "tar.gz, tar.zst, zip; read in memory, never unpacked), or a tensor\n"
+    "stream, whose records pass through untouched. '-' is standard input.\n"
+    "Volumes become C,D,H,W records (C = the 4th NIfTI dimension) with the\n"
+    "affine (sform, else qform, else the voxel spacing) and the spacing.\n"
+    "\n"
+    "  -o, --output OUT   write the stream to OUT (default '-': standard output)\n"
+    "      --labels       inputs are label maps: role 'labels', integer voxels,\n"
+    "                     no scl_slope/scl_inter scaling; a float map must hold\n"
+    "                     whole numbers only\n"
+    "      --role ROLE    role of the imported volumes (image, labels, semantic,\n"
+    "                     latent, features; default image, or labels with --labels)\n"
+    "      --name PATTERN name of each volume: %d (e.g. %04d) is its 0-based\n"
+    "                     position in the output, {name} the file name without\n"
+    "                     .nii/.nii.gz (the default name)\n"
+    LSDM_COMMON_HELP
+    "\n"
+    "With -v, each volume is listed on standard error.\n"
+    "Exit status: 0 ok, 1 unreadable input or write error, 2 usage error.\n";
+
+enum { OPT_LABELS = LSDM_OPT_FIRST_TOOL, OPT_ROLE, OPT_NAME };
+
+typedef struct {
+    lsdm_nifti_opts nifti;
+    const char *name_pattern; /* NULL: keep the file's name */
+    long count;               /* records written so far */
+} import_opts;
+
+/* Name, provenance, a line with -v: what vol-import adds to a NIfTI volume. */
+static int import_label(lsdm_record *r, const import_opts *io) {
+    if (io->name_pattern) {
+        char *name = lsdm_namepat_format(io->name_pattern, io->count, lsdm_record_get(r, "name"));
+        if (!name) return -1;
+        int rc = lsdm_record_set(r, "name", name);
+        free(name);
+        if (rc) return -1;
+    }
+    return lsdm_record_add_provenance(r, "vol-import/" LSDM_VERSION);
+}
+
+static void import_say(const lsdm_record *r) {
+    char shape[LSDM_MAX_DIMS * 24];
+    lsdm_shape_format(shape, sizeof shape, r->ndim, r->shape);
+    const char *src = lsdm_record_get(r, "affine-source");
+    lsdm_verbose("%s: %s %s %s%s%s", lsdm_record_get(r, "name"), lsdm_dtype_name(r->dtype), shape,
+                 lsdm_record_get(r, "role"), src ? " affine from " : "", src ? src : "");
+}
+
+/* Every volume of one input into the stream. */
+static int import_input(const char *path, import_opts *io, lsdm_writer *w) {
+    lsdm_volsrc *src = lsdm_volsrc_open(path, &io->nifti);
+    if (!src) return -1;
+    int pass = lsdm_volsrc_is_stream(src), rc;
+    lsdm_record r;
+    lsdm_record_init(&r);
+    while ((rc = lsdm_volsrc_next(src, &r)) == 1) {
+        if (!pass && import_label(&r, io)) { rc = -1; break; }
+        if (lsdm_writer_put(w, &r)) { rc = -1; break; }
+        import_say(&r);
+        io->count++;
+        lsdm_progress(io->count, 0, "volumes");
+    }
+    lsdm_record_free(&r);
+    lsdm_volsrc_close(src);
+    return rc < 0 ? -1 : 0;
+}
+
+int main(int argc, char **argv) {
+    static const struct option longopts[] = {
+        LSDM_COMMON_LONGOPTS,
+        {"output", required_argument, 0, 'o'},
+        {"labels", no_argument, 0, OPT_LABELS},
+        {"role", required_argument, 0, OPT_ROLE},
+        {"name", required_argument, 0, OPT_NAME},
+        {0, 0, 0, 0},
+    };
+    lsdm_cli_init("vol-import", argv);
+    const char *out = "-";
+    import_opts io = {{0, NULL}, NULL, 0};
+    int c;
+    while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "o:", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case OPT_LABELS: io.nifti.labels = 1; break;
+        case OPT_ROLE: io.nifti.role = optarg; break;
+        case OPT_NAME: io.name_pattern = optarg; break;
+        LSDM_CLI_DEFAULT(c, HELP);
+        }
+    }
+    if (optind == argc) return lsdm_usage_error("no INPUT given (use '-' for standard input)");
+    if (io.nifti.role && !lsdm_role_valid(io.nifti.role))
+        return lsdm_usage_error("--role: unknown role '%s' (image, labels, semantic, latent, features)", io.nifti.role);
+    /* a label map is integer data: --role labels implies the --labels rules */
+    if (io.nifti.role && strcmp(io.nifti.role, "labels") == 0) io.nifti.labels = 1;
+    if (io.nifti.labels && io.nifti.role && strcmp(io.nifti.role, "labels") != 0)
+        return lsdm_usage_error("--labels gives role 'labels'; it cannot be combined with --role %s", io.nifti.role);
+    if (io.name_pattern && (!*io.name_pattern || lsdm_namepat_check(io.name_pattern)))
+        return lsdm_usage_error("--name: %s", *io.name_pattern ? lsdm_err_msg() : "empty pattern");
+
+    lsdm_writer *w = lsdm_writer_open(out, lsdm_opt.level, lsdm_opt.force);
+    if (!w) return lsdm_fail();
+    for (int i = optind; i < argc; i++) {
+        if (import_input(argv[i], &io, w)) {
+            lsdm_progress_end();
+            lsdm_writer_abort(w);
+            return lsdm_fail();
+        }
+    }
+    lsdm_progress_end();
+    if (lsdm_writer_close(w)) return lsdm_fail();
+    return 0;
+}
