@@ -174,7 +174,8 @@ static int parse_numbers(const char *s, double *out, int n) {
         char *end;
         errno = 0;
         double v = strtod(p, &end);
-        if (end == p || errno == ERANGE || !isfinite(v)) return -1;
+        /* ERANGE on underflow still gives a usable (subnormal or zero) value */
+        if (end == p || !isfinite(v) || (errno == ERANGE && fabs(v) >= 1)) return -1;
         out[i] = v;
         p = end;
     }
@@ -186,7 +187,13 @@ static int format_numbers(lsdm_record *r, const char *key, const double *v, int 
     char buf[64 * 17], *p = buf;
     for (int i = 0; i < n; i++) {
         if (!isfinite(v[i])) return lsdm_err("%s: non-finite value", key);
-        p += snprintf(p, sizeof buf - (size_t)(p - buf), "%s%.17g", i ? " " : "", v[i]);
+        /* the shortest form that reads back as the same double: 0.7, not 0.69999999999999996 */
+        int prec = 15;
+        char one[32];
+        do snprintf(one, sizeof one, "%.*g", prec, v[i]);
+        while (strtod(one, NULL) != v[i] && ++prec < 17);
+        if (strtod(one, NULL) != v[i]) snprintf(one, sizeof one, "%.17g", v[i]);
+        p += snprintf(p, sizeof buf - (size_t)(p - buf), "%s%s", i ? " " : "", one);
     }
     return lsdm_record_set(r, key, buf);
 }

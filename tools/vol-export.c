@@ -26,8 +26,9 @@ static const char HELP[] =
     "                     record becomes NAME.nii.gz from its name key ('/' and\n"
     "                     a leading '.' replaced by '_'); or a file name PATTERN\n"
     "                     with %d (e.g. %03d, the record's 0-based position)\n"
-    "                     and/or {name}. A pattern ending in .nii or .nii.gz\n"
-    "                     decides the compression itself\n"
+    "                     and/or {name}, or a single file name (one record).\n"
+    "                     A name ending in .nii or .nii.gz decides the\n"
+    "                     compression itself\n"
     "      --gz           compress: .nii.gz (default)\n"
     "      --no-gz        do not compress: .nii\n"
     "      --nifti2       write NIfTI-2 headers (double precision geometry,\n"
@@ -137,7 +138,9 @@ int main(int argc, char **argv) {
     const char *input = optind < argc ? argv[optind] : "-";
     if (!*io.out) return lsdm_usage_error("-o: empty output");
     if (strcmp(io.out, "-") == 0) return lsdm_usage_error("-o: NIfTI files go to a directory or a pattern, not standard output");
-    io.pattern = lsdm_namepat_is_pattern(io.out);
+    /* a plain file name is a pattern too: right for a one-record stream,
+     * and a second record is refused rather than overwriting the first */
+    io.pattern = lsdm_namepat_is_pattern(io.out) || ends_with(io.out, ".nii") || ends_with(io.out, ".nii.gz");
     if (io.pattern && lsdm_namepat_check(io.out)) return lsdm_usage_error("-o: %s", lsdm_err_msg());
 
     lsdm_volsrc *src = lsdm_volsrc_open(input, NULL);

@@ -176,3 +176,14 @@ vol-export: $TMP/img/phantom-s0-0001.nii.gz" ]
     run_tool 2 vol-export "$TMP/p.lsdm" -o -
     [[ "${stderr_lines[0]}" == "vol-export: error: -o: NIfTI files go to a directory or a pattern"* ]]
 }
+
+@test "-o FILE.nii.gz writes that one file; a second record is refused" {
+    phantom --seed 4 --shape 4x8x8 --masks "$TMP/m.lsdm" -o /dev/null
+    run_tool 0 vol-export "$TMP/m.lsdm" -o "$TMP/one.nii.gz"
+    [ -f "$TMP/one.nii.gz" ]
+    run_tool 0 vol-import --labels "$TMP/one.nii.gz" -o "$TMP/back.lsdm"
+    run_tool 0 vol-diff "$TMP/m.lsdm" "$TMP/back.lsdm"
+    phantom --seed 4 --count 2 --shape 4x8x8 -o "$TMP/two.lsdm"
+    run_tool 1 vol-export "$TMP/two.lsdm" -o "$TMP/two.nii"
+    assert_one_error_line vol-export
+}
