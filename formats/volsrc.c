@@ -229,10 +229,10 @@ lsdm_volsrc *lsdm_volsrc_open(const char *path, const lsdm_nifti_opts *o) {
 }
 
 int lsdm_volsrc_next(lsdm_volsrc *s, lsdm_record *r) {
+    /* the stream reader frees r itself, reusing its tensor memory */
+    if (s->kind == SRC_STREAM) return lsdm_reader_next(s->rd, r);
     lsdm_record_free(r);
     switch (s->kind) {
-    case SRC_STREAM:
-        return lsdm_reader_next(s->rd, r);
     case SRC_ARCHIVE:
         return lsdm_volarchive_next(s->ar, &s->opts, r);
     case SRC_DIR: {

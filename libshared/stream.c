@@ -1,8 +1,11 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -28,6 +31,24 @@ enum { PREFIX_LEN = 16, KIND_TENSOR = 0, KIND_END = 1, MAX_HEADER = 1 << 20, FRA
 static void put_u32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static uint32_t get_u32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
 
+#ifndef F_SETPIPE_SZ
+#define F_SETPIPE_SZ 1031 /* Linux; <fcntl.h> shows it only with _GNU_SOURCE */
+#endif
+
+/* A pipe holds 64 KiB by default, less than one compressed block of a
+ * volume, so writer and reader would wait for each other on every block.
+ * Ask for 1 MiB (the default /proc/sys/fs/pipe-max-size); where that is
+ * refused, or the FILE is not a pipe, nothing changes. */
+static void pipe_grow(FILE *f) {
+#ifdef __linux__
+    struct stat st;
+    int fd = fileno(f);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#else
+    (void)f;
+#endif
+}
+
 /* ---------------------------------------------------------------- writer */
 
 struct lsdm_writer {
@@ -44,6 +65,7 @@ lsdm_writer *lsdm_writer_open(const char *path, int level, int force) {
     lsdm_writer *w = calloc(1, sizeof *w);
     if (!w) { lsdm_err("out of memory"); return NULL; }
     if (lsdm_outfile_open(&w->out, path, 1, force)) { free(w); return NULL; }
+    pipe_grow(w->out.f);
     w->cctx = ZSTD_createCCtx();
     w->obuf_size = ZSTD_CStreamOutSize();
     w->obuf = malloc(w->obuf_size);
@@ -170,12 +192,15 @@ struct lsdm_reader {
     int at_end;       /* the last frame read was an end-of-stream record */
     int any_frame;
     int frame_done;   /* the decoder has reported the end of the current frame */
+    void *spare;      /* mapping of the previous record's data, kept for the next */
+    size_t spare_len; /* its length (lsdm_record.mapped), 0 if none */
 };
 
 lsdm_reader *lsdm_reader_open_file(FILE *f, const char *label) {
     lsdm_reader *rd = calloc(1, sizeof *rd);
     if (!rd) { lsdm_err("out of memory"); return NULL; }
     rd->f = f;
+    pipe_grow(f);
     rd->label = strdup(label ? label : "-");
     rd->dctx = ZSTD_createDCtx();
     rd->in_cap = ZSTD_DStreamInSize();
@@ -206,6 +231,7 @@ lsdm_reader *lsdm_reader_open(const char *path) {
 void lsdm_reader_close(lsdm_reader *rd) {
     if (!rd) return;
     if (rd->own_file) fclose(rd->f);
+    if (rd->spare_len) munmap(rd->spare, rd->spare_len);
     ZSTD_freeDCtx(rd->dctx);
     free(rd->in);
     free(rd->label);
@@ -373,18 +399,43 @@ static int read_frame(lsdm_reader *rd, lsdm_record *r) {
     if (lsdm_shape_bytes(r->ndim, r->shape, r->dtype, &nbytes)) return rd_err(rd, lsdm_err_msg());
     if (content != PREFIX_LEN + hlen + (unsigned long long)nbytes)
         return rd_err(rd, "corrupt stream (record size does not match its shape)");
-    /* dtype, ndim and shape came from the header; keep them across alloc */
-    lsdm_dtype t = r->dtype;
-    int ndim = r->ndim;
-    int64_t shape[LSDM_MAX_DIMS];
-    memcpy(shape, r->shape, sizeof shape);
-    if (lsdm_record_alloc(r, t, ndim, shape)) return rd_err(rd, lsdm_err_msg());
+    size_t padded = (nbytes + 63) & ~(size_t)63;
+    if (rd->spare_len && rd->spare_len == padded) {
+        /* the previous record's mapping fits: no new mapping, no page faults */
+        r->data = rd->spare;
+        r->mapped = rd->spare_len;
+        r->nbytes = nbytes;
+        rd->spare_len = 0;
+        memset((char *)r->data + nbytes, 0, padded - nbytes);
+    } else {
+        if (rd->spare_len) munmap(rd->spare, rd->spare_len); /* never hold two */
+        rd->spare_len = 0;
+        /* dtype, ndim and shape came from the header; keep them across alloc */
+        lsdm_dtype t = r->dtype;
+        int ndim = r->ndim;
+        int64_t shape[LSDM_MAX_DIMS];
+        memcpy(shape, r->shape, sizeof shape);
+        if (lsdm_record_alloc(r, t, ndim, shape)) return rd_err(rd, lsdm_err_msg());
+    }
     if (inflate_exact(rd, r->data, nbytes) || finish_frame(rd)) return -1;
     if (lsdm_record_validate(r)) return rd_err(rd, lsdm_err_msg());
     return 1;
 }
 
+/* Take r's data, when it is a mapping of its own (a large tensor), to be
+ * reused by the next record of the same size: a stream of equal volumes
+ * then maps memory once instead of once per record. */
+static void spare_take(lsdm_reader *rd, lsdm_record *r) {
+    if (!r->mapped || !r->data || r->mapped != ((r->nbytes + 63) & ~(size_t)63)) return;
+    if (rd->spare_len) munmap(rd->spare, rd->spare_len);
+    rd->spare = r->data;
+    rd->spare_len = r->mapped;
+    r->data = NULL;
+    r->nbytes = r->mapped = 0;
+}
+
 int lsdm_reader_next(lsdm_reader *rd, lsdm_record *r) {
+    spare_take(rd, r);
     for (;;) {
         lsdm_record_free(r);
         int rc = read_frame(rd, r);
