@@ -51,7 +51,7 @@ EOF
     [ "$(info_field role <<<"$line")" = "labels" ]
     [ "$(info_field name <<<"$line")" = "phantom-s0-0000" ]
     [[ "$line" == *'"labels":"0=background,1=fat,2=fibroglandular,3=vessel,4=muscle"'* ]]
-    [[ "$line" == *'"affine":"0 0 0.69999999999999996 -89.25 '* ]]
+    [[ "$line" == *'"affine":"0 0 0.7 -89.25 '* ]]
     # labels 0..4, every class present
     python3 -c '
 import json, sys
