@@ -9,7 +9,7 @@
 
 CC      ?= cc
 OPT     ?= -O2 -g
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -pthread $(OPT)
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -pthread -fopenmp $(OPT)
 CPPFLAGS += -Ilibshared -Iformats -Ikernels -I/usr/include/nifti
 LDLIBS  += -lnifti2 -lznz -lz -larchive -lzstd -lpng -llapacke -lopenblas -lm
 BUILD   ?= build
