@@ -11,7 +11,7 @@ CC      ?= cc
 OPT     ?= -O2 -g
 CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Werror -pthread -fopenmp $(OPT)
 CPPFLAGS += -Ilibshared -Iformats -Ikernels -I/usr/include/nifti
-LDLIBS  += -lnifti2 -lznz -lz -larchive -lzstd -lpng -llapacke -lopenblas -lm
+LDLIBS  += -lnifti2 -lznz -lz -larchive -lzstd -lpng -ljansson -llapacke -lopenblas -lm
 BUILD   ?= build
 BIN     ?= bin
 
@@ -30,6 +30,8 @@ ifeq ($(CUDA),1)
 else
   CU_OBJ  :=
 endif
+# Philox samples must be bit-identical to the CPU's: no fused multiply-add.
+$(BUILD)/kernels/cuda/rng.o: NVFLAGS += -fmad=false
 
 LIB_SRC := $(wildcard libshared/*.c formats/*.c kernels/cpu/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

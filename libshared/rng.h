@@ -41,6 +41,13 @@ void lsdm_rng_box_muller(uint32_t a, uint32_t b, float *z0, float *z1);
 void lsdm_rng_fill_uniform(float *dst, size_t n, uint64_t seed, uint64_t stream, uint64_t offset);
 void lsdm_rng_fill_normal(float *dst, size_t n, uint64_t seed, uint64_t stream, uint64_t offset);
 
+#ifdef LSDM_CUDA
+/* The same samples into device memory (kernels/cuda/rng.cu); bit-identical
+ * to the CPU fills. 0 ok, -1 with lsdm_err. */
+int lsdm_rng_fill_uniform_cuda(float *dst, size_t n, uint64_t seed, uint64_t stream, uint64_t offset);
+int lsdm_rng_fill_normal_cuda(float *dst, size_t n, uint64_t seed, uint64_t stream, uint64_t offset);
+#endif
+
 /* A sequential generator over one stream, for code that just wants "the
  * next number": its k-th 32-bit word is word k%4 of block k/4. Normals
  * take two words (a Box-Muller pair) and hand out both halves in turn. */
