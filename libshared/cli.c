@@ -61,13 +61,17 @@ int lsdm_usage_error(const char *fmt, ...) {
     return 2;
 }
 
+static void cli_say(const char *fmt, va_list ap) {
+    fprintf(stderr, "%s: ", lsdm_opt.prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void lsdm_note(const char *fmt, ...) {
     if (lsdm_opt.quiet) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", lsdm_opt.prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    cli_say(fmt, ap);
     va_end(ap);
 }
 
@@ -75,9 +79,7 @@ void lsdm_verbose(const char *fmt, ...) {
     if (!lsdm_opt.verbose || lsdm_opt.quiet) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", lsdm_opt.prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    cli_say(fmt, ap);
     va_end(ap);
 }
 

@@ -272,6 +272,17 @@ static int fill(lsdm_reader *rd, size_t want) {
 }
 
 /* Decompress exactly n bytes of the current frame into dst. */
+/* One call of the decoder on the input at hand. */
+static int inflate_step(lsdm_reader *rd, ZSTD_outBuffer *ob, size_t *ret) {
+    ZSTD_inBuffer ib = {rd->in, rd->in_end, rd->in_pos};
+    *ret = ZSTD_decompressStream(rd->dctx, ob, &ib);
+    rd->in_pos = ib.pos;
+    if (!ZSTD_isError(*ret)) return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg, "corrupt stream (%s)", ZSTD_getErrorName(*ret));
+    return rd_err(rd, msg);
+}
+
 static int inflate_exact(lsdm_reader *rd, void *dst, size_t n) {
     ZSTD_outBuffer ob = {dst, n, 0};
     while (ob.pos < ob.size) {
@@ -279,14 +290,8 @@ static int inflate_exact(lsdm_reader *rd, void *dst, size_t n) {
             if (fill(rd, 1)) return -1;
             if (rd->in_pos == rd->in_end) return rd_err(rd, "truncated stream (input ends inside a record)");
         }
-        ZSTD_inBuffer ib = {rd->in, rd->in_end, rd->in_pos};
-        size_t ret = ZSTD_decompressStream(rd->dctx, &ob, &ib);
-        rd->in_pos = ib.pos;
-        if (ZSTD_isError(ret)) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "corrupt stream (%s)", ZSTD_getErrorName(ret));
-            return rd_err(rd, msg);
-        }
+        size_t ret;
+        if (inflate_step(rd, &ob, &ret)) return -1;
         if (ret == 0) {
             if (ob.pos < ob.size) return rd_err(rd, "corrupt stream (record shorter than its header says)");
             rd->frame_done = 1;
@@ -302,17 +307,11 @@ static int finish_frame(lsdm_reader *rd) {
     while (!rd->frame_done) {
         ZSTD_outBuffer ob = {&extra, 1, 0};
         if (rd->in_pos == rd->in_end && fill(rd, 1)) return -1;
-        ZSTD_inBuffer ib = {rd->in, rd->in_end, rd->in_pos};
-        size_t ret = ZSTD_decompressStream(rd->dctx, &ob, &ib);
-        rd->in_pos = ib.pos;
-        if (ZSTD_isError(ret)) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "corrupt stream (%s)", ZSTD_getErrorName(ret));
-            return rd_err(rd, msg);
-        }
+        size_t ret;
+        if (inflate_step(rd, &ob, &ret)) return -1;
         if (ob.pos) return rd_err(rd, "corrupt stream (record longer than its header says)");
         if (ret == 0) break;
-        if (ib.pos == ib.size && rd->eof) return rd_err(rd, "truncated stream (input ends inside a record)");
+        if (rd->in_pos == rd->in_end && rd->eof) return rd_err(rd, "truncated stream (input ends inside a record)");
     }
     return 0;
 }
