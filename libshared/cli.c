@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <cblas.h>
+#include <omp.h>
 
 #include "err.h"
 
-lsdm_cli lsdm_opt = {"lsdm", 0, 0, 0, 0};
+lsdm_cli lsdm_opt = {"lsdm", 0, 0, 0, 0, "auto", 0};
 
 static char **cli_argv;
 
@@ -34,6 +36,15 @@ int lsdm_cli_common(int c, const char *arg, const char *help) {
         if (lsdm_parse_long(arg, -7, 22, &v)) return lsdm_usage_error("--level: %s", lsdm_err_msg());
         lsdm_opt.level = (int)v;
         return -1;
+    case LSDM_OPT_DEVICE:
+        if (strcmp(arg, "auto") && strcmp(arg, "cpu") && strcmp(arg, "cuda"))
+            return lsdm_usage_error("--device: '%s' is not auto, cpu or cuda", arg);
+        lsdm_opt.device = arg;
+        return -1;
+    case 'j':
+        if (lsdm_parse_long(arg, 1, 4096, &v)) return lsdm_usage_error("-j: %s", lsdm_err_msg());
+        lsdm_opt.threads = (int)v;
+        return -1;
     case ':':
         /* for a long option glibc sets optopt to its value, not a letter */
         if (cli_argv && strncmp(cli_argv[optind - 1], "--", 2) == 0)
@@ -44,6 +55,16 @@ int lsdm_cli_common(int c, const char *arg, const char *help) {
         if (optopt) return lsdm_usage_error("unknown option '-%c'", optopt);
         return lsdm_usage_error("unknown option '%s'", cli_argv ? cli_argv[optind - 1] : "?");
     }
+}
+
+int lsdm_cli_engine_setup(lsdm_device *dev) {
+    if (lsdm_device_select(lsdm_opt.device, dev)) return -1;
+    if (lsdm_opt.threads > 0) {
+        omp_set_num_threads(lsdm_opt.threads);
+        openblas_set_num_threads(lsdm_opt.threads);
+    }
+    lsdm_verbose("%d CPU thread%s", omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "");
+    return 0;
 }
 
 int lsdm_fail(void) {

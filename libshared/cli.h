@@ -13,11 +13,13 @@ typedef struct {
     int quiet;   /* -q */
     int force;   /* -f: binary output to a terminal */
     int level;   /* --level: zstd level of written streams (0 = default) */
+    const char *device; /* --device auto|cpu|cuda (programs that compute) */
+    int threads; /* -j: CPU threads (0 = OMP_NUM_THREADS or all cores) */
 } lsdm_cli;
 
 extern lsdm_cli lsdm_opt;
 
-enum { LSDM_OPT_LEVEL = 1000, LSDM_OPT_FIRST_TOOL = 1100 };
+enum { LSDM_OPT_LEVEL = 1000, LSDM_OPT_DEVICE, LSDM_OPT_FIRST_TOOL = 1100 };
 
 /* Long options every program takes; put first in the tool's table. */
 #define LSDM_COMMON_LONGOPTS                                                 \
@@ -26,6 +28,13 @@ enum { LSDM_OPT_LEVEL = 1000, LSDM_OPT_FIRST_TOOL = 1100 };
     {"force", no_argument, 0, 'f'}, {"level", required_argument, 0, LSDM_OPT_LEVEL}
 /* The leading ':' makes getopt report a missing value as ':' (we print it). */
 #define LSDM_COMMON_SHORTOPTS ":hVvqf"
+
+/* Programs that compute add these (and "j:" to their short options). */
+#define LSDM_ENGINE_LONGOPTS                                                 \
+    {"device", required_argument, 0, LSDM_OPT_DEVICE}, {"threads", required_argument, 0, 'j'}
+#define LSDM_ENGINE_HELP                                                     \
+    "      --device D     auto (default), cpu or cuda; -v says what auto chose\n" \
+    "  -j, --threads N    CPU threads (default: OMP_NUM_THREADS, else all cores)\n"
 
 /* Lines for the tool's --help describing the common options. */
 #define LSDM_COMMON_HELP                                                     \
@@ -47,6 +56,11 @@ int lsdm_cli_common(int c, const char *arg, const char *help);
         int rc_ = lsdm_cli_common((c), optarg, (help));                      \
         if (rc_ >= 0) return rc_;                                            \
     } break
+
+/* After option parsing, in programs that compute: pick the device
+ * (--device) and set the CPU thread count (-j) for OpenMP and OpenBLAS. */
+#include "device.h"
+int lsdm_cli_engine_setup(lsdm_device *dev);
 
 /* "prog: error: <current lsdm_err message>" on stderr; returns 1. */
 int lsdm_fail(void);
