@@ -1,4 +1,4 @@
-/* Reference values for the C tests, made by tests/torch/*.py with PyTorch
+/* Reference values for the C tests, made by the tests/torch/ scripts with PyTorch
  * and committed as small tensor streams (tests/fixtures/GROUP/CASE.lsdm),
  * so the tests need no PyTorch. A fixture is a set of named f32 tensors. */
 #ifndef LSDM_FIXTURE_H

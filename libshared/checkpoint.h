@@ -1,0 +1,46 @@
+/* Model checkpoints as safetensors files. A model is a list of named
+ * parameter tensors (names as in the PyTorch reference state_dict, see
+ * tools/contrib/README.md); save writes them with metadata, load fills
+ * them after checking that the file holds exactly these tensors with these
+ * shapes and a float dtype, naming the first mismatch:
+ *   checkpoint x.safetensors: tensor 'enc.conv1.weight' has shape
+ *   16,1,3,3,3, model expects 16,1,4,4,4
+ * Metadata keys used by the trainers: "config" (model configuration
+ * text), "step", "rng" (RNG state); any others are kept. */
+#ifndef LSDM_CHECKPOINT_H
+#define LSDM_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "safetensors.h"
+
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    float *data; /* not owned: the model's buffer */
+} ckpt_param;
+
+/* Metadata: string pairs, owned. */
+typedef struct {
+    char **key, **val;
+    int n;
+} ckpt_meta;
+
+int ckpt_meta_set(ckpt_meta *m, const char *key, const char *val); /* replaces */
+const char *ckpt_meta_get(const ckpt_meta *m, const char *key);    /* NULL if absent */
+void ckpt_meta_free(ckpt_meta *m);
+
+size_t ckpt_param_numel(const ckpt_param *p);
+
+/* Write every parameter as `dtype` (ST_F32, ST_F16 or ST_BF16), with
+ * meta (may be NULL), atomically. */
+int checkpoint_save(const char *path, const ckpt_param *p, int n, const ckpt_meta *meta, st_dtype dtype);
+
+/* Fill every p[i].data from path; F16/BF16/F64 tensors are converted.
+ * Missing, unexpected, wrongly shaped or non-float tensors are errors and
+ * leave the model unchanged. If meta is not NULL it receives the file's
+ * metadata (the caller frees it). */
+int checkpoint_load(const char *path, const ckpt_param *p, int n, ckpt_meta *meta);
+
+#endif
