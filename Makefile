@@ -47,7 +47,7 @@ ifeq ($(CUDA),0)
 	@echo "note: building without CUDA ($(if $(NVCC),CUDA=0 given,nvcc not found)); programs run on the CPU"
 endif
 
-$(BUILD)/%.o: %.c $(wildcard libshared/*.h formats/*.h kernels/*.h)
+$(BUILD)/%.o: %.c $(wildcard libshared/*.h formats/*.h kernels/*.h kernels/cpu/*.h)
 	@mkdir -p $(dir $@)
 	@echo '  CC    $<'
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
