@@ -52,7 +52,7 @@ $(BUILD)/%.o: %.c $(wildcard libshared/*.h formats/*.h kernels/*.h kernels/cpu/*
 	@echo '  CC    $<'
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: %.cu $(wildcard libshared/*.h kernels/*.h)
+$(BUILD)/%.o: %.cu $(wildcard libshared/*.h kernels/*.h kernels/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	@echo '  NVCC  $<'
 	@$(NVCC) $(NVFLAGS) -c -o $@ $<
