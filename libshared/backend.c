@@ -1,0 +1,27 @@
+#include "backend.h"
+
+static const char *const op_names[LSDM_OP_COUNT] = {
+    "conv3d", "conv_transpose3d", "groupnorm", "instancenorm", "batchnorm", "activation",
+    "elementwise", "linear", "spade", "attention", "rotary", "relpos_bias", "linear_attention",
+    "timestep_embedding", "interpolate", "pool", "loss", "optim", "rng",
+};
+
+const char *lsdm_op_name(lsdm_op op) { return op < LSDM_OP_COUNT ? op_names[op] : "?"; }
+
+/* Ops with CUDA kernels (kernels/cuda/); tests/c/test_backend.c takes the
+ * address of each one's _cuda functions, so a claim here without a kernel
+ * does not link. */
+static const unsigned char cuda_ops[LSDM_OP_COUNT] = {
+#ifdef LSDM_CUDA
+    [LSDM_OP_LOSS] = 1,
+    [LSDM_OP_OPTIM] = 1,
+    [LSDM_OP_RNG] = 1,
+#endif
+    [LSDM_OP_CONV3D] = 0,
+};
+
+int lsdm_backend_supports_op(lsdm_device dev, lsdm_op op) {
+    if (op >= LSDM_OP_COUNT) return 0;
+    if (dev == LSDM_DEVICE_CPU) return 1;
+    return cuda_ops[op];
+}
