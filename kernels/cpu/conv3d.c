@@ -1,0 +1,104 @@
+/* conv3d on the CPU: sizes, workspace, and the float and double kernels
+ * generated from one source text (conv3d_impl.h). */
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "conv3d.h"
+#include "err.h"
+
+/* Default column elements per slab: 256 Ki floats = 1 MiB, which keeps the
+ * slab's column matrix in a core's L2 while BLAS packs and multiplies it
+ * (measured on the reference shapes, see bench/RESULTS.md). */
+#define CONV3D_SLAB_DEFAULT (256 * 1024)
+
+void conv3d_blas_threads(void) {
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+}
+
+static int conv3d_out_size(int in, int k, int s, int p, int dil) {
+    long span = (long)dil * (k - 1) + 1;
+    long avail = (long)in + 2L * p - span;
+    return avail < 0 ? 0 : (int)(avail / s + 1);
+}
+
+int conv3d_dims_init(conv3d_dims *d) {
+    if (d->sd == 0) d->sd = 1;
+    if (d->sh == 0) d->sh = 1;
+    if (d->sw == 0) d->sw = 1;
+    if (d->dd == 0) d->dd = 1;
+    if (d->dh == 0) d->dh = 1;
+    if (d->dw == 0) d->dw = 1;
+    if (d->N < 1 || d->Cin < 1 || d->Cout < 1 || d->D < 1 || d->H < 1 || d->W < 1)
+        return lsdm_err("conv3d: sizes must be positive (N %d, Cin %d, Cout %d, %dx%dx%d)",
+                        d->N, d->Cin, d->Cout, d->D, d->H, d->W);
+    if (d->kd < 1 || d->kh < 1 || d->kw < 1)
+        return lsdm_err("conv3d: kernel %dx%dx%d must be positive", d->kd, d->kh, d->kw);
+    if (d->sd < 1 || d->sh < 1 || d->sw < 1 || d->dd < 1 || d->dh < 1 || d->dw < 1)
+        return lsdm_err("conv3d: stride and dilation must be positive");
+    if (d->pd < 0 || d->ph < 0 || d->pw < 0)
+        return lsdm_err("conv3d: padding must not be negative");
+    if (d->pad_mode != CONV3D_PAD_ZERO && d->pad_mode != CONV3D_PAD_REPLICATE)
+        return lsdm_err("conv3d: unknown padding mode %d", d->pad_mode);
+    if (d->slab < 0) return lsdm_err("conv3d: negative slab size");
+    if (d->threads < 0) return lsdm_err("conv3d: negative thread count");
+    if (d->threads == 0) d->threads = omp_get_max_threads();
+    conv3d_blas_threads();
+    d->OD = conv3d_out_size(d->D, d->kd, d->sd, d->pd, d->dd);
+    d->OH = conv3d_out_size(d->H, d->kh, d->sh, d->ph, d->dh);
+    d->OW = conv3d_out_size(d->W, d->kw, d->sw, d->pw, d->dw);
+    if (d->OD < 1 || d->OH < 1 || d->OW < 1)
+        return lsdm_err("conv3d: kernel larger than the padded input (%dx%dx%d)", d->D, d->H, d->W);
+    /* per-sample offsets are size_t, but BLAS takes int sizes and strides */
+    int64_t in = (int64_t)d->Cin * d->D * d->H * d->W;
+    int64_t out = (int64_t)d->Cout * d->OD * d->OH * d->OW;
+    int64_t kk = (int64_t)d->Cin * d->kd * d->kh * d->kw;
+    if (in > INT_MAX || out > INT_MAX || kk * d->Cout > INT_MAX)
+        return lsdm_err("conv3d: tensor too large for one sample");
+    return 0;
+}
+
+static int conv3d_is_pointwise(const conv3d_dims *d) {
+    return d->kd == 1 && d->kh == 1 && d->kw == 1 && d->sd == 1 && d->sh == 1 &&
+           d->sw == 1 && d->pd == 0 && d->ph == 0 && d->pw == 0;
+}
+
+/* Output rows (od,oh pairs) per slab: as many as fit in the slab budget
+ * (of one thread), at least one. */
+static int conv3d_slab_rows(const conv3d_dims *d) {
+    size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
+    size_t budget = d->slab ? (size_t)d->slab : CONV3D_SLAB_DEFAULT;
+    size_t rows = budget / (K * (size_t)d->OW);
+    size_t all = (size_t)d->OD * d->OH;
+    if (rows < 1) rows = 1;
+    if (rows > all) rows = all;
+    return (int)rows;
+}
+
+size_t conv3d_workspace_size(const conv3d_dims *d) {
+    if (conv3d_is_pointwise(d)) return 0;
+    size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
+    return (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW; /* one slab per thread */
+}
+
+double conv3d_flops(const conv3d_dims *d) {
+    return 2.0 * d->N * d->Cout * d->OD * d->OH * d->OW * d->Cin * d->kd * d->kh * d->kw;
+}
+
+#define real float
+#define FN(x) x
+#define GEMM cblas_sgemm
+#include "conv3d_impl.h"
+#undef real
+#undef FN
+#undef GEMM
+
+#define real double
+#define FN(x) x##_f64
+#define GEMM cblas_dgemm
+#include "conv3d_impl.h"
+#undef real
+#undef FN
+#undef GEMM

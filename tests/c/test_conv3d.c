@@ -1,0 +1,365 @@
+/* conv3d and conv_transpose3d: PyTorch parity (tests/fixtures/conv, made
+ * by tests/torch/make_conv.py), finite differences of the double
+ * reference, float against double, slab independence, accumulation, and
+ * the size checks. */
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "conv3d.h"
+#include "conv_transpose3d.h"
+#include "fixture.h"
+
+static const char *cases[] = {
+    "conv_k3p1", "conv_k3s2p1", "conv_k4s2p1", "conv_k133p011", "conv_dil2",
+    "conv_replicate", "conv_rep_aniso", "conv_1x1", "convT_k4s2p1", "convT_k3s1p1",
+    "convT_k3s2op1", "convT_k144s122", "convT_dil2",
+};
+#define NCASES (int)(sizeof cases / sizeof *cases)
+
+/* One op of either kind with its sizes. */
+typedef struct {
+    int kind; /* 0 conv3d, 1 conv_transpose3d */
+    conv3d_dims c;
+    conv_transpose3d_dims t;
+    int has_bias;
+    size_t nx, nw, nb, ny, nwork;
+} op_case;
+
+/* cfg: the 24 numbers of make_conv.py's CFG list. */
+static int op_from_cfg(op_case *o, const float *f, int slab) {
+    int v[24];
+    for (int i = 0; i < 24; i++) v[i] = (int)f[i];
+    memset(o, 0, sizeof *o);
+    o->kind = v[0], o->has_bias = v[23];
+    int N = v[1], Cin = v[2], D = v[3], H = v[4], W = v[5], Cout = v[6];
+    if (o->kind == 0) {
+        o->c = (conv3d_dims){.N = N, .Cin = Cin, .D = D, .H = H, .W = W, .Cout = Cout,
+                             .kd = v[7], .kh = v[8], .kw = v[9], .sd = v[10], .sh = v[11],
+                             .sw = v[12], .pd = v[13], .ph = v[14], .pw = v[15], .dd = v[16],
+                             .dh = v[17], .dw = v[18], .pad_mode = v[19], .slab = slab};
+        if (conv3d_dims_init(&o->c) < 0) return -1;
+        o->ny = (size_t)N * Cout * o->c.OD * o->c.OH * o->c.OW;
+        o->nwork = conv3d_workspace_size(&o->c);
+    } else {
+        o->t = (conv_transpose3d_dims){.N = N, .Cin = Cin, .D = D, .H = H, .W = W, .Cout = Cout,
+                                       .kd = v[7], .kh = v[8], .kw = v[9], .sd = v[10],
+                                       .sh = v[11], .sw = v[12], .pd = v[13], .ph = v[14],
+                                       .pw = v[15], .dd = v[16], .dh = v[17], .dw = v[18],
+                                       .opd = v[20], .oph = v[21], .opw = v[22], .slab = slab};
+        if (conv_transpose3d_dims_init(&o->t) < 0) return -1;
+        o->ny = (size_t)N * Cout * o->t.OD * o->t.OH * o->t.OW;
+        o->nwork = conv_transpose3d_workspace_size(&o->t);
+    }
+    o->nx = (size_t)N * Cin * D * H * W;
+    o->nw = (size_t)Cin * Cout * v[7] * v[8] * v[9];
+    o->nb = (size_t)Cout;
+    if (o->nwork == 0) o->nwork = 1;
+    return 0;
+}
+
+static void fwd64(const op_case *o, double *y, double *work, const double *x, const double *w,
+                  const double *b) {
+    if (o->kind == 0) conv3d_forward_f64(y, work, x, w, o->has_bias ? b : NULL, &o->c);
+    else conv_transpose3d_forward_f64(y, work, x, w, o->has_bias ? b : NULL, &o->t);
+}
+static void bwd64(const op_case *o, double *dx, double *dw, double *db, double *work,
+                  const double *g, const double *x, const double *w) {
+    if (o->kind == 0) conv3d_backward_f64(dx, dw, o->has_bias ? db : NULL, work, g, x, w, &o->c);
+    else conv_transpose3d_backward_f64(dx, dw, o->has_bias ? db : NULL, work, g, x, w, &o->t);
+}
+static void fwd32(const op_case *o, float *y, float *work, const float *x, const float *w,
+                  const float *b) {
+    if (o->kind == 0) conv3d_forward(y, work, x, w, o->has_bias ? b : NULL, &o->c);
+    else conv_transpose3d_forward(y, work, x, w, o->has_bias ? b : NULL, &o->t);
+}
+static void bwd32(const op_case *o, float *dx, float *dw, float *db, float *work,
+                  const float *g, const float *x, const float *w) {
+    if (o->kind == 0) conv3d_backward(dx, dw, o->has_bias ? db : NULL, work, g, x, w, &o->c);
+    else conv_transpose3d_backward(dx, dw, o->has_bias ? db : NULL, work, g, x, w, &o->t);
+}
+
+/* All buffers of one op, in double and float. */
+typedef struct {
+    double *x, *w, *b, *g, *y, *dx, *dw, *db, *work;
+    float *xf, *wf, *bf, *gf, *yf, *dxf, *dwf, *dbf, *workf;
+} bufs;
+
+static void bufs_alloc(bufs *B, const op_case *o) {
+    B->x = calloc(o->nx, 8), B->w = calloc(o->nw, 8), B->b = calloc(o->nb, 8);
+    B->g = calloc(o->ny, 8), B->y = calloc(o->ny, 8), B->dx = calloc(o->nx, 8);
+    B->dw = calloc(o->nw, 8), B->db = calloc(o->nb, 8), B->work = calloc(o->nwork, 8);
+    B->xf = calloc(o->nx, 4), B->wf = calloc(o->nw, 4), B->bf = calloc(o->nb, 4);
+    B->gf = calloc(o->ny, 4), B->yf = calloc(o->ny, 4), B->dxf = calloc(o->nx, 4);
+    B->dwf = calloc(o->nw, 4), B->dbf = calloc(o->nb, 4), B->workf = calloc(o->nwork, 4);
+}
+
+static void bufs_free(bufs *B) {
+    double *d[] = {B->x, B->w, B->b, B->g, B->y, B->dx, B->dw, B->db, B->work};
+    float *f[] = {B->xf, B->wf, B->bf, B->gf, B->yf, B->dxf, B->dwf, B->dbf, B->workf};
+    for (int i = 0; i < 9; i++) free(d[i]), free(f[i]);
+}
+
+/* A local LCG: uniform in [-1, 1), exactly representable in float. */
+static double lcg_next(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(int32_t)(*s >> 32) / 2147483648.0;
+}
+
+static void fill_random(bufs *B, const op_case *o, uint64_t seed) {
+    struct { double *d; float *f; size_t n; } t[] = {
+        {B->x, B->xf, o->nx}, {B->w, B->wf, o->nw}, {B->b, B->bf, o->nb}, {B->g, B->gf, o->ny}};
+    for (int i = 0; i < 4; i++)
+        for (size_t j = 0; j < t[i].n; j++) t[i].f[j] = (float)lcg_next(&seed), t[i].d[j] = t[i].f[j];
+}
+
+static double max_abs(const double *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+static double max_diff_d(const double *a, const double *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(a[i] - b[i]) > m ? fabs(a[i] - b[i]) : m;
+    return m;
+}
+static double max_diff_f(const float *a, const double *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fabs(a[i] - b[i]) > m ? fabs(a[i] - b[i]) : m;
+    return m;
+}
+
+/* The fixtures live in tests/fixtures, two levels above build/tests/. */
+static void fixture_dir(char *dir, size_t size) {
+    const char *env = getenv("LSDM_FIXTURES");
+    if (env) { snprintf(dir, size, "%s", env); return; }
+    char exe[PATH_MAX - 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(dir, size, "%s/../../tests/fixtures", n > 0 ? exe : ".");
+}
+
+/* Our double and float results against PyTorch's float64 ones. */
+static void test_torch_parity(void) {
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    fixture_dir(dir, sizeof dir);
+    for (int c = 0; c < NCASES; c++) {
+        snprintf(path, sizeof path, "%s/conv/%s.lsdm", dir, cases[c]);
+        fixture fx;
+        if (fixture_load(&fx, path) < 0) {
+            fprintf(stderr, "missing fixture %s (make it with tests/torch/make_conv.py)\n", path);
+            CHECK(0);
+            continue;
+        }
+        size_t n;
+        const float *cfg = fixture_get(&fx, "cfg", &n);
+        op_case o;
+        CHECK(cfg && n == 24 && op_from_cfg(&o, cfg, 0) == 0);
+        if (!cfg || n != 24) { fixture_free(&fx); continue; }
+        bufs B;
+        bufs_alloc(&B, &o);
+        struct { const char *name; double *d; float *f; size_t n; } in[] = {
+            {"x", B.x, B.xf, o.nx}, {"w", B.w, B.wf, o.nw}, {"b", B.b, B.bf, o.nb},
+            {"g", B.g, B.gf, o.ny}};
+        for (int i = 0; i < 4; i++) {
+            if (i == 2 && !o.has_bias) continue;
+            const float *v = fixture_get(&fx, in[i].name, &n);
+            CHECK(v && n == in[i].n);
+            for (size_t j = 0; v && j < n && j < in[i].n; j++) in[i].f[j] = v[j], in[i].d[j] = v[j];
+        }
+        fwd64(&o, B.y, B.work, B.x, B.w, B.b);
+        bwd64(&o, B.dx, B.dw, B.db, B.work, B.g, B.x, B.w);
+        fwd32(&o, B.yf, B.workf, B.xf, B.wf, B.bf);
+        bwd32(&o, B.dxf, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf);
+        struct { const char *name; double *d; float *f; size_t n; } out[] = {
+            {"out", B.y, B.yf, o.ny}, {"dx", B.dx, B.dxf, o.nx}, {"dw", B.dw, B.dwf, o.nw},
+            {"db", B.db, B.dbf, o.nb}};
+        double e64 = 0, e32 = 0;
+        for (int i = 0; i < 4; i++) {
+            if (i == 3 && !o.has_bias) continue;
+            const float *ref = fixture_get(&fx, out[i].name, &n);
+            CHECK(ref && n == out[i].n);
+            if (!ref || n != out[i].n) continue;
+            double *r = malloc(n * sizeof *r);
+            for (size_t j = 0; j < n; j++) r[j] = ref[j];
+            double scale = max_abs(r, n) > 1 ? max_abs(r, n) : 1;
+            double a = max_diff_d(out[i].d, r, n), b = max_diff_f(out[i].f, r, n);
+            CHECK(a <= 1e-6 * scale); /* the fixture holds f32-rounded values */
+            CHECK(b <= 1e-5 * scale);
+            e64 = a > e64 ? a : e64, e32 = b > e32 ? b : e32;
+            free(r);
+        }
+        printf("torch %-15s max abs err: f64 %.2e, f32 %.2e\n", cases[c], e64, e32);
+        bufs_free(&B);
+        fixture_free(&fx);
+    }
+}
+
+/* L = sum(out * g); the analytic gradient of the double backward against
+ * central differences, on (up to) 40 entries of x, w and b. */
+static double loss64(const op_case *o, bufs *B) {
+    fwd64(o, B->y, B->work, B->x, B->w, B->b);
+    double L = 0;
+    for (size_t i = 0; i < o->ny; i++) L += B->y[i] * B->g[i];
+    return L;
+}
+
+static void test_finite_differences(const op_case *o, const char *name, uint64_t seed) {
+    bufs B;
+    bufs_alloc(&B, o);
+    fill_random(&B, o, seed);
+    bwd64(o, B.dx, B.dw, B.db, B.work, B.g, B.x, B.w);
+    struct { double *p, *grad; size_t n; } t[] = {
+        {B.x, B.dx, o->nx}, {B.w, B.dw, o->nw}, {B.b, B.db, o->has_bias ? o->nb : 0}};
+    const double h = 1e-6;
+    double worst = 0;
+    for (int i = 0; i < 3; i++) {
+        size_t step = t[i].n > 40 ? t[i].n / 40 : 1;
+        for (size_t j = 0; j < t[i].n; j += step) {
+            double keep = t[i].p[j];
+            t[i].p[j] = keep + h;
+            double lp = loss64(o, &B);
+            t[i].p[j] = keep - h;
+            double lm = loss64(o, &B);
+            t[i].p[j] = keep;
+            double fd = (lp - lm) / (2 * h), an = t[i].grad[j];
+            double rel = fabs(fd - an) / (fabs(an) > 1 ? fabs(an) : 1);
+            CHECK(rel <= 1e-6);
+            worst = rel > worst ? rel : worst;
+        }
+    }
+    printf("finite differences %-15s max rel err %.2e\n", name, worst);
+    bufs_free(&B);
+}
+
+/* The float path against the double one on the same inputs. */
+static void test_float_vs_double(const op_case *o, const char *name, uint64_t seed) {
+    bufs B;
+    bufs_alloc(&B, o);
+    fill_random(&B, o, seed);
+    fwd64(o, B.y, B.work, B.x, B.w, B.b);
+    bwd64(o, B.dx, B.dw, B.db, B.work, B.g, B.x, B.w);
+    fwd32(o, B.yf, B.workf, B.xf, B.wf, B.bf);
+    bwd32(o, B.dxf, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf);
+    struct { double *d; float *f; size_t n; } t[] = {
+        {B.y, B.yf, o->ny}, {B.dx, B.dxf, o->nx}, {B.dw, B.dwf, o->nw},
+        {B.db, B.dbf, o->has_bias ? o->nb : 0}};
+    double worst = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!t[i].n) continue;
+        double rel = max_diff_f(t[i].f, t[i].d, t[i].n) / max_abs(t[i].d, t[i].n);
+        CHECK(rel <= 1e-5);
+        worst = rel > worst ? rel : worst;
+    }
+    printf("float vs double %-15s max rel err %.2e\n", name, worst);
+    bufs_free(&B);
+}
+
+/* Slabs of one output row give the same results as one slab of all rows;
+ * a second backward doubles every gradient (accumulation); NULL
+ * gradients are skipped. */
+static void test_slabs_and_accumulation(const float *cfg, const char *name) {
+    op_case o1, o2;
+    CHECK(op_from_cfg(&o1, cfg, 1) == 0 && op_from_cfg(&o2, cfg, 1 << 24) == 0);
+    bufs A, B;
+    bufs_alloc(&A, &o1), bufs_alloc(&B, &o2);
+    fill_random(&A, &o1, 7), fill_random(&B, &o2, 7);
+    fwd64(&o1, A.y, A.work, A.x, A.w, A.b);
+    bwd64(&o1, A.dx, A.dw, A.db, A.work, A.g, A.x, A.w);
+    fwd64(&o2, B.y, B.work, B.x, B.w, B.b);
+    bwd64(&o2, B.dx, B.dw, B.db, B.work, B.g, B.x, B.w);
+    CHECK(max_diff_d(A.y, B.y, o1.ny) <= 1e-12 * max_abs(B.y, o1.ny));
+    CHECK(max_diff_d(A.dx, B.dx, o1.nx) <= 1e-12 * max_abs(B.dx, o1.nx));
+    CHECK(max_diff_d(A.dw, B.dw, o1.nw) <= 1e-12 * max_abs(B.dw, o1.nw));
+    /* again, each gradient alone, into the same buffers: 2x */
+    bwd64(&o1, A.dx, NULL, NULL, A.work, A.g, NULL, A.w);
+    bwd64(&o1, NULL, A.dw, NULL, A.work, A.g, A.x, NULL);
+    if (o1.kind == 0 && o1.has_bias) conv3d_backward_f64(NULL, NULL, A.db, A.work, A.g, NULL, NULL, &o1.c);
+    if (o1.kind == 1 && o1.has_bias) conv_transpose3d_backward_f64(NULL, NULL, A.db, A.work, A.g, NULL, NULL, &o1.t);
+    double e = 0;
+    for (size_t i = 0; i < o1.nx; i++) e = fmax(e, fabs(A.dx[i] - 2 * B.dx[i]));
+    for (size_t i = 0; i < o1.nw; i++) e = fmax(e, fabs(A.dw[i] - 2 * B.dw[i]));
+    for (size_t i = 0; o1.has_bias && i < o1.nb; i++) e = fmax(e, fabs(A.db[i] - 2 * B.db[i]));
+    CHECK(e <= 1e-12 * (1 + max_abs(B.dx, o1.nx) + max_abs(B.dw, o1.nw)));
+    if (e > 1e-12 * (1 + max_abs(B.dx, o1.nx) + max_abs(B.dw, o1.nw)))
+        fprintf(stderr, "accumulation %s: err %g\n", name, e);
+    bufs_free(&A), bufs_free(&B);
+}
+
+/* Output sizes of the reference model's layers, and nonsense refused. */
+static void test_dims(void) {
+    conv3d_dims c = {.N = 1, .Cin = 16, .D = 32, .H = 256, .W = 256, .Cout = 32,
+                     .kd = 4, .kh = 4, .kw = 4, .sd = 2, .sh = 2, .sw = 2, .pd = 1, .ph = 1, .pw = 1};
+    CHECK(conv3d_dims_init(&c) == 0 && c.OD == 16 && c.OH == 128 && c.OW == 128);
+    CHECK(c.dd == 1 && c.dh == 1 && c.dw == 1);
+    conv3d_dims u = {.N = 2, .Cin = 64, .D = 8, .H = 64, .W = 64, .Cout = 64,
+                     .kd = 1, .kh = 3, .kw = 3, .ph = 1, .pw = 1};
+    CHECK(conv3d_dims_init(&u) == 0 && u.OD == 8 && u.OH == 64 && u.OW == 64);
+    conv3d_dims p = {.N = 1, .Cin = 64, .D = 8, .H = 64, .W = 64, .Cout = 8, .kd = 1, .kh = 1, .kw = 1};
+    CHECK(conv3d_dims_init(&p) == 0 && conv3d_workspace_size(&p) == 0);
+    CHECK(conv3d_flops(&p) == 2.0 * 64 * 8 * 8 * 64 * 64);
+    conv_transpose3d_dims t = {.N = 1, .Cin = 64, .D = 8, .H = 64, .W = 64, .Cout = 64,
+                               .kd = 4, .kh = 4, .kw = 4, .sd = 2, .sh = 2, .sw = 2,
+                               .pd = 1, .ph = 1, .pw = 1};
+    CHECK(conv_transpose3d_dims_init(&t) == 0 && t.OD == 16 && t.OH == 128 && t.OW == 128);
+    CHECK(t.adj.Cin == 64 && t.adj.D == 16 && t.adj.OD == 8 && t.adj.OW == 64);
+
+    conv3d_dims bad = c;
+    bad.N = 0;
+    CHECK(conv3d_dims_init(&bad) == -1 && strstr(lsdm_err_msg(), "positive"));
+    bad = c, bad.kd = 40, bad.pd = 0;
+    CHECK(conv3d_dims_init(&bad) == -1 && strstr(lsdm_err_msg(), "larger"));
+    bad = c, bad.pw = -1;
+    CHECK(conv3d_dims_init(&bad) == -1 && strstr(lsdm_err_msg(), "padding"));
+    bad = c, bad.pad_mode = 7;
+    CHECK(conv3d_dims_init(&bad) == -1 && strstr(lsdm_err_msg(), "mode"));
+    bad = c, bad.Cin = 1 << 20;
+    CHECK(conv3d_dims_init(&bad) == -1 && strstr(lsdm_err_msg(), "too large"));
+    conv_transpose3d_dims tb = t;
+    tb.oph = 2;
+    CHECK(conv_transpose3d_dims_init(&tb) == -1 && strstr(lsdm_err_msg(), "output padding"));
+    tb = t, tb.pd = 9;
+    CHECK(conv_transpose3d_dims_init(&tb) == -1 && strstr(lsdm_err_msg(), "empty"));
+}
+
+int main(void) {
+    test_dims();
+    test_torch_parity();
+    /* the numerical tests run on the fixtures' configurations with our own
+     * random inputs, plus two larger ones with many slabs */
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    fixture_dir(dir, sizeof dir);
+    for (int c = 0; c < NCASES; c++) {
+        snprintf(path, sizeof path, "%s/conv/%s.lsdm", dir, cases[c]);
+        fixture fx;
+        size_t n;
+        if (fixture_load(&fx, path) < 0) continue; /* counted as a failure above */
+        const float *cfg = fixture_get(&fx, "cfg", &n);
+        op_case o;
+        if (cfg && n == 24 && op_from_cfg(&o, cfg, 0) == 0) {
+            test_finite_differences(&o, cases[c], 100 + c);
+            test_float_vs_double(&o, cases[c], 200 + c);
+            test_slabs_and_accumulation(cfg, cases[c]);
+        }
+        fixture_free(&fx);
+    }
+    /* larger: many channels (long dot products), small slabs */
+    const float big[][24] = {
+        {0, 2, 16, 6, 20, 24, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1},
+        {0, 1, 32, 4, 16, 16, 16, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},
+        {1, 1, 24, 4, 8, 8, 16, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},
+    };
+    for (int i = 0; i < 3; i++) {
+        op_case o;
+        CHECK(op_from_cfg(&o, big[i], 4096) == 0);
+        test_float_vs_double(&o, i == 2 ? "big convT" : "big conv", 300 + i);
+        test_slabs_and_accumulation(big[i], "big");
+    }
+    return check_done("test_conv3d");
+}
