@@ -59,10 +59,11 @@ int lsdm_cli_common(int c, const char *arg, const char *help) {
 
 int lsdm_cli_engine_setup(lsdm_device *dev) {
     if (lsdm_device_select(lsdm_opt.device, dev)) return -1;
-    if (lsdm_opt.threads > 0) {
-        omp_set_num_threads(lsdm_opt.threads);
-        openblas_set_num_threads(lsdm_opt.threads);
-    }
+    if (lsdm_opt.threads > 0) omp_set_num_threads(lsdm_opt.threads);
+    /* Kernels thread with OpenMP and call BLAS inside their threads; a
+     * threaded (pthread) OpenBLAS pool spinning beside OpenMP's costs 2-5x
+     * (bench/RESULTS.md), so BLAS itself runs on one thread. */
+    openblas_set_num_threads(1);
     lsdm_verbose("%d CPU thread%s", omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "");
     return 0;
 }

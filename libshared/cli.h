@@ -58,7 +58,8 @@ int lsdm_cli_common(int c, const char *arg, const char *help);
     } break
 
 /* After option parsing, in programs that compute: pick the device
- * (--device) and set the CPU thread count (-j) for OpenMP and OpenBLAS. */
+ * (--device) and set the CPU thread count (-j) of OpenMP; BLAS calls run
+ * single-threaded inside the kernels' OpenMP threads. */
 #include "device.h"
 int lsdm_cli_engine_setup(lsdm_device *dev);
 
