@@ -73,5 +73,26 @@ void act_forward_f64(act_kind k, double *out, const double *inp, size_t n, doubl
 void act_backward_f64(act_kind k, double *dinp, const double *dout, const double *saved,
                       size_t n, double slope);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/activation.cu): device pointers, same
+ * in-place rules; return 0, or -1 with lsdm_err. Backward ACCUMULATES. */
+int silu_forward_cuda(float *out, const float *inp, size_t n);
+int silu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
+int relu_forward_cuda(float *out, const float *inp, size_t n);
+int relu_backward_cuda(float *dinp, const float *dout, const float *out, size_t n);
+int leaky_relu_forward_cuda(float *out, const float *inp, size_t n, float slope);
+int leaky_relu_backward_cuda(float *dinp, const float *dout, const float *out, size_t n, float slope);
+int gelu_forward_cuda(float *out, const float *inp, size_t n);
+int gelu_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
+int gelu_tanh_forward_cuda(float *out, const float *inp, size_t n);
+int gelu_tanh_backward_cuda(float *dinp, const float *dout, const float *inp, size_t n);
+int tanh_forward_cuda(float *out, const float *inp, size_t n);
+int tanh_backward_cuda(float *dinp, const float *dout, const float *out, size_t n);
+int sigmoid_forward_cuda(float *out, const float *inp, size_t n);
+int sigmoid_backward_cuda(float *dinp, const float *dout, const float *out, size_t n);
+int act_forward_cuda(act_kind k, float *out, const float *inp, size_t n, float slope);
+int act_backward_cuda(act_kind k, float *dinp, const float *dout, const float *saved, size_t n,
+                      float slope);
+#endif
 
 #endif

@@ -31,4 +31,14 @@ void batchnorm_backward_f64(double *dinp, double *dweight, double *dbias, const 
                             const double *inp, const double *weight, const double *rmean,
                             const double *rvar, int N, int C, int S, double eps);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/batchnorm.cu): device pointers; return 0,
+ * or -1 with lsdm_err. Backward ACCUMULATES like the CPU (no atomics). */
+int batchnorm_forward_cuda(float *out, const float *inp, const float *weight, const float *bias,
+                           const float *rmean, const float *rvar, int N, int C, int S, float eps);
+int batchnorm_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, const float *rmean,
+                            const float *rvar, int N, int C, int S, float eps);
+#endif
+
 #endif

@@ -73,4 +73,32 @@ void concat_backward_f64(double *da, double *db, const double *dout, int N, int 
 void slice_forward_f64(double *out, const double *inp, int N, int C, int c0, int Cs, int S);
 void slice_backward_f64(double *dinp, const double *dout, int N, int C, int c0, int Cs, int S);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/elementwise.cu): device pointers, same
+ * aliasing rules; return 0, or -1 with lsdm_err. Backward ACCUMULATES;
+ * the sums into broadcast vectors are deterministic (no atomics). */
+int add_forward_cuda(float *out, const float *a, const float *b, size_t n);
+int add_backward_cuda(float *da, float *db, const float *dout, size_t n);
+int mul_forward_cuda(float *out, const float *a, const float *b, size_t n);
+int mul_backward_cuda(float *da, float *db, const float *dout, const float *a, const float *b,
+                      size_t n);
+int scale_add_cuda(float *y, float alpha, const float *x, size_t n);
+int add_bcast_forward_cuda(float *out, const float *x, const float *v, int N, int C, int S,
+                           int per_n);
+int add_bcast_backward_cuda(float *dx, float *dv, const float *dout, int N, int C, int S,
+                            int per_n);
+int mul_bcast_forward_cuda(float *out, const float *x, const float *v, int N, int C, int S,
+                           int per_n);
+int mul_bcast_backward_cuda(float *dx, float *dv, const float *dout, const float *x,
+                            const float *v, int N, int C, int S, int per_n);
+int scale_shift_forward_cuda(float *out, const float *x, const float *scale, const float *shift,
+                             int N, int C, int S, int per_n);
+int scale_shift_backward_cuda(float *dx, float *dscale, float *dshift, const float *dout,
+                              const float *x, const float *scale, int N, int C, int S, int per_n);
+int concat_forward_cuda(float *out, const float *a, const float *b, int N, int Ca, int Cb, int S);
+int concat_backward_cuda(float *da, float *db, const float *dout, int N, int Ca, int Cb, int S);
+int slice_forward_cuda(float *out, const float *inp, int N, int C, int c0, int Cs, int S);
+int slice_backward_cuda(float *dinp, const float *dout, int N, int C, int c0, int Cs, int S);
+#endif
+
 #endif

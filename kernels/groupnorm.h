@@ -39,5 +39,17 @@ void groupnorm_backward_f64(double *dinp, double *dweight, double *dbias, const 
                             const double *inp, const double *weight, const double *mean,
                             const double *rstd, int N, int C, int S, int G);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/groupnorm.cu): same arguments, device
+ * pointers, queued on the default stream. They return 0, or -1 with
+ * lsdm_err (bad sizes or a CUDA error) where the CPU ones return void.
+ * Backward ACCUMULATES like the CPU, deterministically (no atomics). */
+int groupnorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias,
+                           int N, int C, int S, int G, float eps);
+int groupnorm_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, const float *mean,
+                            const float *rstd, int N, int C, int S, int G);
+#endif
 
 #endif

@@ -30,5 +30,15 @@ void instancenorm_backward_f64(double *dinp, double *dweight, double *dbias,
                                const double *dout, const double *inp, const double *weight,
                                const double *mean, const double *rstd, int N, int C, int S);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/groupnorm.cu, G = C): device pointers;
+ * return 0, or -1 with lsdm_err. Backward ACCUMULATES like the CPU. */
+int instancenorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C, int S,
+                              float eps);
+int instancenorm_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C, int S);
+#endif
 
 #endif

@@ -24,4 +24,15 @@ void linear_forward_f64(double *out, const double *inp, const double *weight,
 void linear_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
                          const double *inp, const double *weight, int B, int IC, int OC);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/linear.cu): cuBLAS sgemm on device pointers,
+ * full fp32 unless LSDM_TF32=1 is set in the environment (TF32 tensor
+ * cores, ~1e-3 relative error). Return 0, or -1 with lsdm_err (bad sizes,
+ * a cuBLAS or CUDA error). Backward ACCUMULATES like the CPU. */
+int linear_forward_cuda(float *out, const float *inp, const float *weight, const float *bias,
+                        int B, int IC, int OC);
+int linear_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout,
+                         const float *inp, const float *weight, int B, int IC, int OC);
+#endif
+
 #endif

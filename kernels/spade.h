@@ -29,5 +29,12 @@ void spade_forward_f64(double *out, const double *x, const double *gamma, const 
 void spade_backward_f64(double *dx, double *dgamma, double *dbeta, const double *dout,
                         const double *x, const double *gamma, size_t n);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/spade.cu): device pointers; return 0, or -1
+ * with lsdm_err. Backward ACCUMULATES like the CPU. */
+int spade_forward_cuda(float *out, const float *x, const float *gamma, const float *beta, size_t n);
+int spade_backward_cuda(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *gamma, size_t n);
+#endif
 
 #endif

@@ -13,11 +13,19 @@ const char *lsdm_op_name(lsdm_op op) { return op < LSDM_OP_COUNT ? op_names[op] 
  * does not link. */
 static const unsigned char cuda_ops[LSDM_OP_COUNT] = {
 #ifdef LSDM_CUDA
+    [LSDM_OP_CONV3D] = 1,
+    [LSDM_OP_GROUPNORM] = 1,
+    [LSDM_OP_INSTANCENORM] = 1,
+    [LSDM_OP_BATCHNORM] = 1,
+    [LSDM_OP_ACTIVATION] = 1,
+    [LSDM_OP_ELEMENTWISE] = 1,
+    [LSDM_OP_LINEAR] = 1,
+    [LSDM_OP_SPADE] = 1,
     [LSDM_OP_LOSS] = 1,
     [LSDM_OP_OPTIM] = 1,
     [LSDM_OP_RNG] = 1,
 #endif
-    [LSDM_OP_CONV3D] = 0,
+    [LSDM_OP_CONV_TRANSPOSE3D] = 0, /* (keeps the list non-empty without CUDA) */
 };
 
 int lsdm_backend_supports_op(lsdm_device dev, lsdm_op op) {

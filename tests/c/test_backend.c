@@ -6,7 +6,15 @@
 #include "backend.h"
 #include "check.h"
 #ifdef LSDM_CUDA
+#include "activation.h"
+#include "batchnorm.h"
+#include "conv3d.h"
+#include "elementwise.h"
+#include "groupnorm.h"
+#include "instancenorm.h"
+#include "linear.h"
 #include "loss.h"
+#include "spade.h"
 #include "optim.h"
 #include "rng.h"
 #endif
@@ -20,6 +28,15 @@ int main(void) {
     CHECK(strcmp(lsdm_op_name(LSDM_OP_CONV3D), "conv3d") == 0 && strcmp(lsdm_op_name(LSDM_OP_RNG), "rng") == 0);
 #ifdef LSDM_CUDA
     struct { lsdm_op op; const void *fn; } claims[] = {
+        {LSDM_OP_CONV3D, (const void *)conv3d_forward_cuda},
+        {LSDM_OP_CONV3D, (const void *)conv3d_backward_cuda},
+        {LSDM_OP_GROUPNORM, (const void *)groupnorm_backward_cuda},
+        {LSDM_OP_INSTANCENORM, (const void *)instancenorm_backward_cuda},
+        {LSDM_OP_BATCHNORM, (const void *)batchnorm_backward_cuda},
+        {LSDM_OP_ACTIVATION, (const void *)act_backward_cuda},
+        {LSDM_OP_ELEMENTWISE, (const void *)concat_backward_cuda},
+        {LSDM_OP_LINEAR, (const void *)linear_backward_cuda},
+        {LSDM_OP_SPADE, (const void *)spade_backward_cuda},
         {LSDM_OP_LOSS, (const void *)l1_loss_forward_cuda},
         {LSDM_OP_LOSS, (const void *)cross_entropy_backward_cuda},
         {LSDM_OP_OPTIM, (const void *)adam_update_cuda},
