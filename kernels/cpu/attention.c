@@ -54,22 +54,5 @@ static long permute_row_offset(const permute_plan *pl, long r) {
     return off;
 }
 
-#define real float
-#define FN(x) x
-#define GEMM cblas_sgemm
-#define EXP expf
-#include "attention_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-#undef EXP
-
-#define real double
-#define FN(x) x##_f64
-#define GEMM cblas_dgemm
-#define EXP exp
-#include "attention_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-#undef EXP
+#define LSDM_IMPL "attention_impl.h"
+#include "instantiate.h"

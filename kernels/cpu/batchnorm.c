@@ -9,14 +9,5 @@
 
 #include "batchnorm.h"
 
-#define real float
-#define FN(x) x
-#include "batchnorm_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "batchnorm_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "batchnorm_impl.h"
+#include "instantiate.h"

@@ -11,14 +11,5 @@
 
 #define PAR_MIN 32768
 
-#define real float
-#define FN(x) x
-#include "elementwise_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "elementwise_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "elementwise_impl.h"
+#include "instantiate.h"

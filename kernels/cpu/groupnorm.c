@@ -21,14 +21,5 @@ int groupnorm_check(int N, int C, int S, int G) {
 /* Values per block of a float partial sum (see gn_sums_shifted). */
 #define GN_BLOCK 64
 
-#define real float
-#define FN(x) x
-#include "groupnorm_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "groupnorm_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "groupnorm_impl.h"
+#include "instantiate.h"

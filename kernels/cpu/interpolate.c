@@ -48,14 +48,5 @@ static long interp_nearest_index(const interp3d_dims *d, int a, long o) {
     return i < in - 1 ? i : in - 1;
 }
 
-#define real float
-#define FN(x) x
-#include "interpolate_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "interpolate_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "interpolate_impl.h"
+#include "instantiate.h"

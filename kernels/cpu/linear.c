@@ -4,18 +4,5 @@
 
 #include "linear.h"
 
-#define real float
-#define FN(x) x
-#define GEMM cblas_sgemm
-#include "linear_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-
-#define real double
-#define FN(x) x##_f64
-#define GEMM cblas_dgemm
-#include "linear_impl.h"
-#undef real
-#undef FN
-#undef GEMM
+#define LSDM_IMPL "linear_impl.h"
+#include "instantiate.h"

@@ -10,22 +10,5 @@ size_t linear_attention_workspace_size(int B, int H, int dh, int F, int N) {
     return 2 * (size_t)B * H * dh * F * N + (size_t)B * F * H * dh * dh;
 }
 
-#define real float
-#define FN(x) x
-#define GEMM cblas_sgemm
-#define EXP expf
-#include "linear_attention_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-#undef EXP
-
-#define real double
-#define FN(x) x##_f64
-#define GEMM cblas_dgemm
-#define EXP exp
-#include "linear_attention_impl.h"
-#undef real
-#undef FN
-#undef GEMM
-#undef EXP
+#define LSDM_IMPL "linear_attention_impl.h"
+#include "instantiate.h"

@@ -5,21 +5,8 @@
 
 #include "err.h"
 
-#define real float
-#define FN(x) x
-#define EXP expf
-#include "loss_impl.h"
-#undef real
-#undef FN
-#undef EXP
-
-#define real double
-#define FN(x) x##_f64
-#define EXP exp
-#include "loss_impl.h"
-#undef real
-#undef FN
-#undef EXP
+#define LSDM_IMPL "loss_impl.h"
+#include "instantiate.h"
 
 int loss_check_targets(const int32_t *target, size_t n, int C) {
     for (size_t i = 0; i < n; i++)

@@ -44,14 +44,5 @@ static void pool_window_at(pool_window *w, const pool3d_dims *p, long o) {
     }
 }
 
-#define real float
-#define FN(x) x
-#include "pool_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "pool_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "pool_impl.h"
+#include "instantiate.h"

@@ -10,14 +10,5 @@
 
 #define PAR_MIN 32768
 
-#define real float
-#define FN(x) x
-#include "spade_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "spade_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "spade_impl.h"
+#include "instantiate.h"

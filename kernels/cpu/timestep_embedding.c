@@ -3,14 +3,5 @@
 
 #include "timestep_embedding.h"
 
-#define real float
-#define FN(x) x
-#include "timestep_embedding_impl.h"
-#undef real
-#undef FN
-
-#define real double
-#define FN(x) x##_f64
-#include "timestep_embedding_impl.h"
-#undef real
-#undef FN
+#define LSDM_IMPL "timestep_embedding_impl.h"
+#include "instantiate.h"
