@@ -131,26 +131,10 @@ static inline void op_sub(double *x, size_t n, double v) {
     for (size_t i = 0; i < n; i++) x[i] -= v;
 }
 
-/* tests/fixtures/GROUP/CASE.lsdm, found from $LSDM_FIXTURES, else from the
- * test binary's place (TOP/BUILD/tests/test_x), else from the current
- * directory. */
 static inline void op_fixture_path(char *buf, size_t size, const char *group, const char *name) {
-    const char *env = getenv("LSDM_FIXTURES");
-    if (env) {
-        snprintf(buf, size, "%s/%s/%s.lsdm", env, group, name);
-        return;
-    }
-    char exe[PATH_MAX];
-    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (k <= 0) {
-        snprintf(buf, size, "tests/fixtures/%s/%s.lsdm", group, name);
-        return;
-    }
-    exe[k] = 0;
-    char *top = dirname(dirname(dirname(exe)));
-    snprintf(buf, size, "%s/tests/fixtures/%s/%s.lsdm", top, group, name);
-    if (access(buf, R_OK) != 0) // built elsewhere: try the current directory
-        snprintf(buf, size, "tests/fixtures/%s/%s.lsdm", group, name);
+    char file[256];
+    snprintf(file, sizeof file, "%s.lsdm", name);
+    fixture_path(buf, size, group, file);
 }
 
 /* Load a fixture; a missing one is a test failure (they are committed). */

@@ -15,14 +15,7 @@
 
 /* tests/fixtures/train/FILE, from $LSDM_FIXTURES or from the test
  * binary's place (TOP/BUILD/tests/test_loss), so any cwd works. */
-static void train_fixture(char *buf, size_t size, const char *file) {
-    const char *env = getenv("LSDM_FIXTURES");
-    char exe[PATH_MAX];
-    ssize_t k = env ? 0 : readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (env) snprintf(buf, size, "%s/train/%s", env, file);
-    else if (k <= 0) snprintf(buf, size, "tests/fixtures/train/%s", file);
-    else { exe[k] = 0; snprintf(buf, size, "%s/tests/fixtures/train/%s", dirname(dirname(dirname(exe))), file); }
-}
+static void train_fixture(char *buf, size_t size, const char *file) { fixture_path(buf, size, "train", file); }
 
 static lsdm_rng rng;
 

@@ -13,15 +13,7 @@
 #include "loss.h"
 #include "optim.h"
 
-/* tests/fixtures/train/FILE, from $LSDM_FIXTURES or the binary's place. */
-static void train_fixture(char *buf, size_t size, const char *file) {
-    const char *env = getenv("LSDM_FIXTURES");
-    char exe[PATH_MAX];
-    ssize_t k = env ? 0 : readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (env) snprintf(buf, size, "%s/train/%s", env, file);
-    else if (k <= 0) snprintf(buf, size, "tests/fixtures/train/%s", file);
-    else { exe[k] = 0; snprintf(buf, size, "%s/tests/fixtures/train/%s", dirname(dirname(dirname(exe))), file); }
-}
+static void train_fixture(char *buf, size_t size, const char *file) { fixture_path(buf, size, "train", file); }
 
 static fixture fx;
 /* the two parameter tensors of every case: (3,5) and (7,) */

@@ -26,14 +26,7 @@
 
 static char tmpdir[] = "/tmp/lsdm-test-st.XXXXXX";
 
-static void train_fixture(char *buf, size_t size, const char *file) {
-    const char *env = getenv("LSDM_FIXTURES");
-    char exe[PATH_MAX];
-    ssize_t k = env ? 0 : readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (env) snprintf(buf, size, "%s/train/%s", env, file);
-    else if (k <= 0) snprintf(buf, size, "tests/fixtures/train/%s", file);
-    else { exe[k] = 0; snprintf(buf, size, "%s/tests/fixtures/train/%s", dirname(dirname(dirname(exe))), file); }
-}
+static void train_fixture(char *buf, size_t size, const char *file) { fixture_path(buf, size, "train", file); }
 
 /* The file the Python check expects (see make_train.py: check_c_written). */
 static int write_known(const char *path) {
