@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "device.h"
+
 static int check_pass, check_fail, check_skip;
 
 #define CHECK(cond)                                                          \
@@ -22,6 +24,18 @@ static int check_pass, check_fail, check_skip;
     } while (0)
 
 #define SKIP(why) do { check_skip++; printf("skipped: %s\n", why); } while (0)
+
+/* First line of a GPU test's main: without a usable GPU (or without CUDA)
+ * the test says "skipped: no GPU" and ends. */
+#define GPU_OR_SKIP(name)                                                    \
+    do {                                                                     \
+        const char *why_ = NULL;                                             \
+        if (lsdm_cuda_device_count(&why_) < 1) {                             \
+            SKIP("no GPU");                                                  \
+            printf("(%s)\n", why_ ? why_ : "no device");                     \
+            return check_done(name);                                         \
+        }                                                                    \
+    } while (0)
 
 static int check_done(const char *name) {
     printf("%s: %d passed, %d failed, %d skipped\n", name, check_pass, check_fail, check_skip);

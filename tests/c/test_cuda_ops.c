@@ -437,13 +437,8 @@ static void test_conv3d(int N, int Cin, int Cout, int D, int H, int W, int k, in
 #endif
 
 int main(void) {
-#ifndef LSDM_CUDA
-    SKIP("no GPU (built without CUDA)");
-#else
-    if (lsdm_cuda_device_count(NULL) < 1) {
-        SKIP("no GPU");
-        return check_done("test_cuda_ops");
-    }
+    GPU_OR_SKIP("test_cuda_ops");
+#ifdef LSDM_CUDA
     test_groupnorm(2, 12, 1007, 4, 1, 0);
     test_groupnorm(2, 12, 1007, 4, 1, 1);
     test_groupnorm(1, 8, 3000, 1, 0, 0);  /* one group, no affine */

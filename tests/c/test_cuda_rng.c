@@ -12,13 +12,8 @@
 #endif
 
 int main(void) {
-#ifndef LSDM_CUDA
-    SKIP("no GPU (built without CUDA)");
-#else
-    if (lsdm_cuda_device_count(NULL) < 1) {
-        SKIP("no GPU");
-        return check_done("test_cuda_rng");
-    }
+    GPU_OR_SKIP("test_cuda_rng");
+#ifdef LSDM_CUDA
     const size_t n = 1000003; /* odd, so the last block is partial */
     float *cpu = malloc(n * sizeof *cpu), *gpu = malloc(n * sizeof *gpu);
     float *d = lsdm_devmem_alloc(LSDM_DEVICE_CUDA, n * sizeof *d);

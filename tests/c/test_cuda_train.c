@@ -162,13 +162,8 @@ static void test_optim(void) {
 #endif
 
 int main(void) {
-#ifndef LSDM_CUDA
-    SKIP("no GPU (built without CUDA)");
-#else
-    if (lsdm_cuda_device_count(NULL) < 1) {
-        SKIP("no GPU");
-        return check_done("test_cuda_train");
-    }
+    GPU_OR_SKIP("test_cuda_train");
+#ifdef LSDM_CUDA
     test_losses();
     test_optim();
 #endif
