@@ -291,10 +291,6 @@ static int set_geometry(lsdm_record *r, const nii_header *h, const nifti_image *
         a[4 * row + 3] = m[row][3];
     }
     a[15] = 1;
-    /* a subnormal would not parse back (strtod reports underflow): it is
-     * a damaged header's noise anyway, not a geometry */
-    for (int i = 0; i < 16; i++)
-        if (fabs(a[i]) < DBL_MIN) a[i] = 0;
     if (lsdm_record_set_affine(r, a) || lsdm_record_set(r, "affine-source", source)) return -1;
     return lsdm_record_set_spacing(r, sp);
 }

@@ -188,11 +188,11 @@ static int format_numbers(lsdm_record *r, const char *key, const double *v, int 
     for (int i = 0; i < n; i++) {
         if (!isfinite(v[i])) return lsdm_err("%s: non-finite value", key);
         /* the shortest form that reads back as the same double: 0.7, not 0.69999999999999996 */
-        int prec = 15;
         char one[32];
-        do snprintf(one, sizeof one, "%.*g", prec, v[i]);
-        while (strtod(one, NULL) != v[i] && ++prec < 17);
-        if (strtod(one, NULL) != v[i]) snprintf(one, sizeof one, "%.17g", v[i]);
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(one, sizeof one, "%.*g", prec, v[i]);
+            if (strtod(one, NULL) == v[i]) break;
+        }
         p += snprintf(p, sizeof buf - (size_t)(p - buf), "%s%s", i ? " " : "", one);
     }
     return lsdm_record_set(r, key, buf);
