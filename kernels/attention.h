@@ -97,4 +97,28 @@ void relpos_bias_backward_f64(double *dtable, const double *dbias,
 void permute_forward_f64(double *out, const double *inp, int ndim, const int *shape, const int *perm);
 void permute_backward_f64(double *dinp, const double *dout, int ndim, const int *shape, const int *perm);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/attention.cu): device pointers, same
+ * arguments, semantics and accumulation (+=) as the CPU functions above.
+ * attention: cuBLAS strided-batched GEMMs (fp32 unless LSDM_TF32=1) and a
+ * warp-per-row softmax; `work` holds attention_workspace_size(B,H,L)
+ * floats of device memory. rotary: cs is a device copy of rotary_cos_sin's
+ * table. relpos_bias: buckets from relpos_bucket on the host (bit-exact),
+ * deterministic backward (no atomics). permute: shape and perm are host
+ * arrays. Return 0, or -1 with lsdm_err (bad sizes, CUDA/cuBLAS errors). */
+int attention_forward_cuda(float *out, float *att, const float *q, const float *k, const float *v,
+                           const float *bias, int B, int H, int L, int dh, float scale);
+int attention_backward_cuda(float *dq, float *dk, float *dv, float *dbias, float *work,
+                            const float *dout, const float *q, const float *k, const float *v,
+                            const float *att, int B, int H, int L, int dh, float scale);
+int rotary_forward_cuda(float *out, const float *inp, const float *cs, int B, int L, int dh, int rot_dim);
+int rotary_backward_cuda(float *dinp, const float *dout, const float *cs, int B, int L, int dh, int rot_dim);
+int relpos_bias_forward_cuda(float *bias, const float *table, int H, int L, int num_buckets,
+                             int max_distance);
+int relpos_bias_backward_cuda(float *dtable, const float *dbias, int H, int L, int num_buckets,
+                              int max_distance);
+int permute_forward_cuda(float *out, const float *inp, int ndim, const int *shape, const int *perm);
+int permute_backward_cuda(float *dinp, const float *dout, int ndim, const int *shape, const int *perm);
+#endif
+
 #endif

@@ -111,6 +111,10 @@ int conv3d_forward_cuda(float *out, float *work, const float *inp, const float *
 int conv3d_backward_cuda(float *dinp, float *dweight, float *dbias, float *work,
                          const float *dout, const float *inp, const float *weight,
                          const conv3d_dims *d);
+/* out = beta*out + conv(inp) (+ bias): beta 1 accumulates (conv_transpose3d's
+ * data gradient); beta 0 is conv3d_forward_cuda. */
+int conv3d_forward_beta_cuda(float *out, float *work, const float *inp, const float *weight,
+                             const float *bias, const conv3d_dims *d, float beta);
 #endif
 
 #endif

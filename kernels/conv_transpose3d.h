@@ -68,4 +68,18 @@ void conv_transpose3d_backward_f64(double *dinp, double *dweight, double *dbias,
                                    const double *dout, const double *inp, const double *weight,
                                    const conv_transpose3d_dims *d);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/conv_transpose3d.cu): device pointers, same
+ * semantics and accumulation (+=) as the CPU, through the adjoint conv3d
+ * on cuDNN (kernels/cuda/conv3d.cu). `work` holds
+ * conv_transpose3d_workspace_size_cuda(d) floats of device memory
+ * (256-byte aligned). Return 0, or -1 with lsdm_err. */
+int conv_transpose3d_workspace_size_cuda(size_t *floats, const conv_transpose3d_dims *d);
+int conv_transpose3d_forward_cuda(float *out, float *work, const float *inp, const float *weight,
+                                  const float *bias, const conv_transpose3d_dims *d);
+int conv_transpose3d_backward_cuda(float *dinp, float *dweight, float *dbias, float *work,
+                                   const float *dout, const float *inp, const float *weight,
+                                   const conv_transpose3d_dims *d);
+#endif
+
 #endif

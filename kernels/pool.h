@@ -32,4 +32,15 @@ void maxpool3d_backward_f64(double *dinp, const double *dout, const int *idx, co
 void avgpool3d_forward_f64(double *out, const double *inp, const pool3d_dims *p, int count_include_pad);
 void avgpool3d_backward_f64(double *dinp, const double *dout, const pool3d_dims *p, int count_include_pad);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/pool.cu): device pointers (p on the host),
+ * same semantics, indices and accumulation (+=) as the CPU; backwards
+ * gather per input voxel (deterministic, no atomics). Return 0, or -1
+ * with lsdm_err. */
+int maxpool3d_forward_cuda(float *out, int *idx, const float *inp, const pool3d_dims *p);
+int maxpool3d_backward_cuda(float *dinp, const float *dout, const int *idx, const pool3d_dims *p);
+int avgpool3d_forward_cuda(float *out, const float *inp, const pool3d_dims *p, int count_include_pad);
+int avgpool3d_backward_cuda(float *dinp, const float *dout, const pool3d_dims *p, int count_include_pad);
+#endif
+
 #endif

@@ -24,8 +24,14 @@ static const unsigned char cuda_ops[LSDM_OP_COUNT] = {
     [LSDM_OP_LOSS] = 1,
     [LSDM_OP_OPTIM] = 1,
     [LSDM_OP_RNG] = 1,
+    [LSDM_OP_CONV_TRANSPOSE3D] = 1,
+    [LSDM_OP_ATTENTION] = 1,
+    [LSDM_OP_ROTARY] = 1,
+    [LSDM_OP_RELPOS_BIAS] = 1,
+    [LSDM_OP_POOL] = 1,
+#else
+    [LSDM_OP_CONV3D] = 0, /* (keeps the list non-empty without CUDA) */
 #endif
-    [LSDM_OP_CONV_TRANSPOSE3D] = 0, /* (keeps the list non-empty without CUDA) */
 };
 
 int lsdm_backend_supports_op(lsdm_device dev, lsdm_op op) {

@@ -321,8 +321,8 @@ extern "C" int conv3d_workspace_size_cuda(size_t *floats, const conv3d_dims *d) 
     return 0;
 }
 
-extern "C" int conv3d_forward_cuda(float *out, float *work, const float *inp, const float *weight,
-                                   const float *bias, const conv3d_dims *d) {
+extern "C" int conv3d_forward_beta_cuda(float *out, float *work, const float *inp, const float *weight,
+                                        const float *bias, const conv3d_dims *d, float beta) {
     const char *what = "conv3d_forward_cuda";
     cudnnHandle_t h;
     conv_desc cd;
@@ -335,16 +335,22 @@ extern "C" int conv3d_forward_cuda(float *out, float *work, const float *inp, co
         rc = conv_pad_input(work, inp, d);
         x = work;
     }
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f;
     if (rc == 0) rc = conv_cudnn(cudnnSetConvolutionMathType(cd.c, p.math[CONV_FWD]), what);
+    // beta 0: cuDNN writes out without reading it (NaN garbage is fine)
     if (rc == 0)
         rc = conv_cudnn(cudnnConvolutionForward(h, &one, cd.x, x, cd.w, weight, cd.c,
                                                 (cudnnConvolutionFwdAlgo_t)p.algo[CONV_FWD], work + padf,
-                                                p.ws[CONV_FWD], &zero, cd.y, out), what);
+                                                p.ws[CONV_FWD], &beta, cd.y, out), what);
     conv_desc_free(&cd);
     if (rc < 0 || !bias) return rc;
     size_t So = (size_t)d->OD * d->OH * d->OW;
     return ops_for((size_t)d->N * d->Cout * So, ConvBias{out, bias, d->Cout, So}, what);
+}
+
+extern "C" int conv3d_forward_cuda(float *out, float *work, const float *inp, const float *weight,
+                                   const float *bias, const conv3d_dims *d) {
+    return conv3d_forward_beta_cuda(out, work, inp, weight, bias, d, 0.0f);
 }
 
 extern "C" int conv3d_backward_cuda(float *dinp, float *dweight, float *dbias, float *work,

@@ -7,12 +7,15 @@
 #include "check.h"
 #ifdef LSDM_CUDA
 #include "activation.h"
+#include "attention.h"
 #include "batchnorm.h"
 #include "conv3d.h"
+#include "conv_transpose3d.h"
 #include "elementwise.h"
 #include "groupnorm.h"
 #include "instancenorm.h"
 #include "linear.h"
+#include "pool.h"
 #include "loss.h"
 #include "spade.h"
 #include "optim.h"
@@ -42,6 +45,17 @@ int main(void) {
         {LSDM_OP_OPTIM, (const void *)adam_update_cuda},
         {LSDM_OP_OPTIM, (const void *)ema_update_cuda},
         {LSDM_OP_RNG, (const void *)lsdm_rng_fill_normal_cuda},
+        {LSDM_OP_CONV_TRANSPOSE3D, (const void *)conv_transpose3d_forward_cuda},
+        {LSDM_OP_CONV_TRANSPOSE3D, (const void *)conv_transpose3d_backward_cuda},
+        {LSDM_OP_ATTENTION, (const void *)attention_forward_cuda},
+        {LSDM_OP_ATTENTION, (const void *)attention_backward_cuda},
+        {LSDM_OP_ATTENTION, (const void *)permute_backward_cuda},
+        {LSDM_OP_ROTARY, (const void *)rotary_forward_cuda},
+        {LSDM_OP_ROTARY, (const void *)rotary_backward_cuda},
+        {LSDM_OP_RELPOS_BIAS, (const void *)relpos_bias_forward_cuda},
+        {LSDM_OP_RELPOS_BIAS, (const void *)relpos_bias_backward_cuda},
+        {LSDM_OP_POOL, (const void *)maxpool3d_backward_cuda},
+        {LSDM_OP_POOL, (const void *)avgpool3d_backward_cuda},
     };
     int claimed = 0;
     for (int op = 0; op < LSDM_OP_COUNT; op++) claimed += lsdm_backend_supports_op(LSDM_DEVICE_CUDA, (lsdm_op)op);
