@@ -20,93 +20,7 @@
 #include "cuda_handles.h"
 #include "devmem.h"
 
-#define GUARD 64
-static const float guard_val = -7777.0f;
-
-/* Device buffers handed out by dev_*; freed together by dev_free_all. */
-static float *dev_list[256];
-static int dev_count;
-
-/* Device copy of host data with GUARD sentinel floats each side; returns
- * the pointer to the first real element. */
-static float *dev_copy(const float *h, size_t n) {
-    float *tmp = malloc((n + 2 * GUARD) * sizeof *tmp);
-    for (size_t i = 0; i < n + 2 * GUARD; i++) tmp[i] = guard_val;
-    memcpy(tmp + GUARD, h, n * sizeof *h);
-    float *d = lsdm_cuda_alloc((n + 2 * GUARD) * sizeof *d);
-    if (!d || dev_count == 256) { fprintf(stderr, "device allocation failed\n"); exit(1); }
-    lsdm_cuda_copy(d, tmp, (n + 2 * GUARD) * sizeof *d, 1);
-    free(tmp);
-    dev_list[dev_count++] = d;
-    return d + GUARD;
-}
-
-static void dev_free_all(void) {
-    for (int i = 0; i < dev_count; i++) lsdm_cuda_free(dev_list[i]);
-    dev_count = 0;
-}
-
-/* Host buffers: random normal (scaled), or constant. Owned by the caller. */
-static float *h_normal(size_t n, uint64_t seed, float scale) {
-    float *x = malloc(n * sizeof *x);
-    lsdm_rng_fill_normal(x, n, seed, 0, 0);
-    for (size_t i = 0; i < n; i++) x[i] *= scale;
-    return x;
-}
-
-static float *h_const(size_t n, float v) {
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++) x[i] = v;
-    return x;
-}
-
-/* One NaN, one +Inf, one -Inf at fixed spots (rows apart for the tests). */
-static void poison(float *x, size_t n) {
-    x[n / 7] = NAN;
-    x[n / 3] = INFINITY;
-    x[n / 2 + 1] = -INFINITY;
-}
-
-static int fclass(float v) { return isnan(v) ? 1 : isinf(v) ? (v > 0 ? 2 : 3) : 0; }
-
-/* Copy the device buffer back, check its guards, compare with the CPU's
- * result: class parity everywhere, normalised error on finite values. */
-static void cmp(const char *name, const float *cpu, const float *dgpu, size_t n, double tol) {
-    float *tmp = malloc((n + 2 * GUARD) * sizeof *tmp);
-    CHECK(lsdm_cuda_copy(tmp, dgpu - GUARD, (n + 2 * GUARD) * sizeof *tmp, 0) == 0);
-    int guards = 1;
-    for (size_t i = 0; i < GUARD; i++) guards &= tmp[i] == guard_val && tmp[GUARD + n + i] == guard_val;
-    const float *gpu = tmp + GUARD;
-    size_t bad_class = 0, nonfinite = 0;
-    double m = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        int a = fclass(cpu[i]), b = fclass(gpu[i]);
-        if (a != b) bad_class++;
-        if (a || b) { nonfinite += a != 0; continue; }
-        m = fmax(m, fabs((double)gpu[i] - cpu[i]));
-        s = fmax(s, fabs((double)cpu[i]));
-    }
-    double err = s > 0 ? m / s : m;
-    printf("%-34s n %8zu  err %.3g  non-finite %zu%s%s\n", name, n, err, nonfinite,
-           bad_class ? "  CLASS MISMATCH" : "", guards ? "" : "  GUARD OVERWRITTEN");
-    CHECK(guards);
-    CHECK(bad_class == 0);
-    CHECK(err <= tol);
-}
-
-/* Only the guards of a device buffer (a workspace has no reference). */
-static void cmp_guards_only(const char *name, const float *dbuf, size_t n) {
-    float g[2 * GUARD];
-    CHECK(lsdm_cuda_copy(g, dbuf - GUARD, GUARD * sizeof *g, 0) == 0);
-    CHECK(lsdm_cuda_copy(g + GUARD, dbuf + n, GUARD * sizeof *g, 0) == 0);
-    int ok = 1;
-    for (int i = 0; i < 2 * GUARD; i++) ok &= g[i] == guard_val;
-    if (!ok) printf("%s: workspace guard overwritten\n", name);
-    CHECK(ok);
-}
-
-#define TOL_EW 1e-5
-#define TOL_RED 1e-4
+#include "gpucheck.h"
 
 /* Softmax attention: forward (out, att), and backward from the CPU's att
  * so that only the backward is compared. L >= ATTN_GEMM_MIN_L takes the
@@ -344,13 +258,8 @@ static void test_pool(int NC, int D, int H, int W, int k, int s, int pd) {
 #endif
 
 int main(void) {
-#ifndef LSDM_CUDA
-    SKIP("no GPU (built without CUDA)");
-#else
-    if (lsdm_cuda_device_count(NULL) < 1) {
-        SKIP("no GPU");
-        return check_done("test_cuda_ops2");
-    }
+    GPU_OR_SKIP("test_cuda_ops2");
+#ifdef LSDM_CUDA
     test_attention(3, 2, 8, 16, 1, 0);   /* temporal: short rows, bias */
     test_attention(3, 2, 8, 16, 1, 1);
     test_attention(2, 2, 70, 8, 0, 0);   /* the CPU's BLAS path, L not a multiple of 32 */
