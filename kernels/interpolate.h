@@ -31,4 +31,13 @@ void interp3d_backward(float *dinp, const float *dout, const interp3d_dims *d);
 void interp3d_forward_f64(double *out, const double *inp, const interp3d_dims *d);
 void interp3d_backward_f64(double *dinp, const double *dout, const interp3d_dims *d);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/interpolate.cu): device pointers (d on the
+ * host), the CPU's source indices and weights, accumulation (+=) as the
+ * CPU; the backward gathers per input voxel (deterministic, no atomics).
+ * Return 0, or -1 with lsdm_err (dims not initialised, CUDA errors). */
+int interp3d_forward_cuda(float *out, const float *inp, const interp3d_dims *d);
+int interp3d_backward_cuda(float *dinp, const float *dout, const interp3d_dims *d);
+#endif
+
 #endif

@@ -35,4 +35,17 @@ void linear_attention_backward_f64(double *dqkv, double *work,
                                    const double *ks, const double *ctx,
                                    int B, int H, int dh, int F, int N, double scale);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/linear_attention.cu): device pointers, same
+ * arguments, saved tensors and accumulation (+=) as the CPU; `work` holds
+ * linear_attention_workspace_size floats of device memory. cuBLAS
+ * strided-batched GEMMs (fp32 unless LSDM_TF32=1), no atomics. Return 0,
+ * or -1 with lsdm_err (bad sizes, CUDA/cuBLAS errors). */
+int linear_attention_forward_cuda(float *out, float *qs, float *ks, float *ctx, const float *qkv,
+                                  int B, int H, int dh, int F, int N, float scale);
+int linear_attention_backward_cuda(float *dqkv, float *work, const float *dout, const float *qkv,
+                                   const float *qs, const float *ks, const float *ctx,
+                                   int B, int H, int dh, int F, int N, float scale);
+#endif
+
 #endif

@@ -16,4 +16,13 @@ void timestep_embedding_backward(float *dt, const float *dout, const float *t, i
 void timestep_embedding_forward_f64(double *out, const double *t, int B, int dim);
 void timestep_embedding_backward_f64(double *dt, const double *dout, const double *t, int B, int dim);
 
+#ifdef LSDM_CUDA
+/* CUDA versions (kernels/cuda/timestep_embedding.cu): device pointers,
+ * same arguments, arithmetic (double, rounded once) and accumulation (+=)
+ * as the CPU; the backward is one thread per b (deterministic). Return 0,
+ * or -1 with lsdm_err (bad sizes, CUDA errors). */
+int timestep_embedding_forward_cuda(float *out, const float *t, int B, int dim);
+int timestep_embedding_backward_cuda(float *dt, const float *dout, const float *t, int B, int dim);
+#endif
+
 #endif

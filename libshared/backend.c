@@ -29,6 +29,9 @@ static const unsigned char cuda_ops[LSDM_OP_COUNT] = {
     [LSDM_OP_ROTARY] = 1,
     [LSDM_OP_RELPOS_BIAS] = 1,
     [LSDM_OP_POOL] = 1,
+    [LSDM_OP_LINEAR_ATTENTION] = 1,
+    [LSDM_OP_TIMESTEP_EMBEDDING] = 1,
+    [LSDM_OP_INTERPOLATE] = 1,
 #else
     [LSDM_OP_CONV3D] = 0, /* (keeps the list non-empty without CUDA) */
 #endif

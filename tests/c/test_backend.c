@@ -14,10 +14,13 @@
 #include "elementwise.h"
 #include "groupnorm.h"
 #include "instancenorm.h"
+#include "interpolate.h"
 #include "linear.h"
+#include "linear_attention.h"
 #include "pool.h"
 #include "loss.h"
 #include "spade.h"
+#include "timestep_embedding.h"
 #include "optim.h"
 #include "rng.h"
 #endif
@@ -56,6 +59,12 @@ int main(void) {
         {LSDM_OP_RELPOS_BIAS, (const void *)relpos_bias_backward_cuda},
         {LSDM_OP_POOL, (const void *)maxpool3d_backward_cuda},
         {LSDM_OP_POOL, (const void *)avgpool3d_backward_cuda},
+        {LSDM_OP_LINEAR_ATTENTION, (const void *)linear_attention_forward_cuda},
+        {LSDM_OP_LINEAR_ATTENTION, (const void *)linear_attention_backward_cuda},
+        {LSDM_OP_TIMESTEP_EMBEDDING, (const void *)timestep_embedding_forward_cuda},
+        {LSDM_OP_TIMESTEP_EMBEDDING, (const void *)timestep_embedding_backward_cuda},
+        {LSDM_OP_INTERPOLATE, (const void *)interp3d_forward_cuda},
+        {LSDM_OP_INTERPOLATE, (const void *)interp3d_backward_cuda},
     };
     int claimed = 0;
     for (int op = 0; op < LSDM_OP_COUNT; op++) claimed += lsdm_backend_supports_op(LSDM_DEVICE_CUDA, (lsdm_op)op);
