@@ -11,13 +11,17 @@
  *   bias   (Cout) or NULL
  *   out    (N, Cout, OD, OH, OW)
  *
- * Method: vol2col + GEMM (BLAS), over slabs of output rows so that the
- * column matrix of one slab, (Cin*kd*kh*kw) x (rows*OW), stays in cache;
- * a 1x1x1 stride-1 unpadded conv is one plain GEMM per sample. One OpenMP
- * region per call: forward splits the slabs among the threads, the
- * weight gradient the rows of the column matrix, the data gradient the
- * input channels (so no two threads write the same value); each thread
- * calls a single-threaded BLAS on its part (see conv3d_blas_threads).
+ * Method: vol2col + GEMM, over slabs of output rows so that the column
+ * matrix of one slab, (Cin*kd*kh*kw) x (rows*OW), stays in cache; a 1x1x1
+ * stride-1 unpadded conv is one plain GEMM per sample. On CPUs with
+ * AVX-512 (and LSDM_CPU_ISA unset or not "generic") the float functions
+ * write the columns straight into the panel layout of our own GEMM
+ * micro-kernel (kernels/cpu/gemm_avx512.c, kernels/cpu/conv3d_fast.h);
+ * elsewhere, and in the double reference, single-threaded BLAS does the
+ * GEMMs. One OpenMP region per call: forward splits the slabs among the
+ * threads, the weight gradient the rows of the column matrix, the data
+ * gradient the input channels (so no two threads write the same value);
+ * each thread calls a single-threaded GEMM on its part (conv3d_blas_threads).
  *
  * Backward ACCUMULATES (+=) into dinp, dweight and dbias (as llm.c):
  * callers zero them first. This makes gradient accumulation and

@@ -9,6 +9,15 @@
 #include "conv3d.h"
 #include "err.h"
 
+/* the fast float path (conv3d_fast.h), tried first by the float kernels */
+static int conv3d_fast_forward(float *out, float *work, const float *inp, const float *weight,
+                               const float *bias, const conv3d_dims *d, float beta);
+static int conv3d_fast_data_grad(float *dinp, float *work, const float *dout, const float *weight,
+                                 const conv3d_dims *d);
+static int conv3d_fast_weight_grad(float *dweight, float *work, const float *dout,
+                                   const float *inp, const conv3d_dims *d);
+static size_t conv3d_fast_workspace(const conv3d_dims *d);
+
 /* Default column elements per slab: 256 Ki floats = 1 MiB, which keeps the
  * slab's column matrix in a core's L2 while BLAS packs and multiplies it
  * (measured on the reference shapes, see bench/RESULTS.md). */
@@ -80,7 +89,9 @@ static int conv3d_slab_rows(const conv3d_dims *d) {
 size_t conv3d_workspace_size(const conv3d_dims *d) {
     if (conv3d_is_pointwise(d)) return 0;
     size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
-    return (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW; /* one slab per thread */
+    size_t blas = (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW; /* one slab per thread */
+    size_t fast = conv3d_fast_workspace(d); /* whichever path runs */
+    return blas > fast ? blas : fast;
 }
 
 double conv3d_flops(const conv3d_dims *d) {
@@ -90,10 +101,13 @@ double conv3d_flops(const conv3d_dims *d) {
 #define real float
 #define FN(x) x
 #define GEMM cblas_sgemm
+#define CONV3D_FAST
 #include "conv3d_impl.h"
+#undef CONV3D_FAST
 #undef real
 #undef FN
 #undef GEMM
+#include "conv3d_fast.h"
 
 #define real double
 #define FN(x) x##_f64

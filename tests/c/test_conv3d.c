@@ -13,6 +13,7 @@
 #include "conv3d.h"
 #include "conv_transpose3d.h"
 #include "fixture.h"
+#include "cpu/gemm_avx512.h"
 
 static const char *cases[] = {
     "conv_k3p1", "conv_k3s2p1", "conv_k4s2p1", "conv_k133p011", "conv_dil2",
@@ -133,24 +134,12 @@ static double max_diff_f(const float *a, const double *b, size_t n) {
     return m;
 }
 
-/* The fixtures live in tests/fixtures, two levels above build/tests/. */
-static void fixture_dir(char *dir, size_t size) {
-    const char *env = getenv("LSDM_FIXTURES");
-    if (env) { snprintf(dir, size, "%s", env); return; }
-    char exe[PATH_MAX - 32];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = 0;
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = 0;
-    snprintf(dir, size, "%s/../../tests/fixtures", n > 0 ? exe : ".");
-}
-
 /* Our double and float results against PyTorch's float64 ones. */
 static void test_torch_parity(void) {
-    char dir[PATH_MAX], path[PATH_MAX + 64];
-    fixture_dir(dir, sizeof dir);
+    char path[PATH_MAX + 64], file[128];
     for (int c = 0; c < NCASES; c++) {
-        snprintf(path, sizeof path, "%s/conv/%s.lsdm", dir, cases[c]);
+        snprintf(file, sizeof file, "%s.lsdm", cases[c]);
+        fixture_path(path, sizeof path, "conv", file);
         fixture fx;
         if (fixture_load(&fx, path) < 0) {
             fprintf(stderr, "missing fixture %s (make it with tests/torch/make_conv.py)\n", path);
@@ -328,15 +317,53 @@ static void test_dims(void) {
     CHECK(conv_transpose3d_dims_init(&tb) == -1 && strstr(lsdm_err_msg(), "empty"));
 }
 
+/* The float kernels' two paths: the AVX-512 one (when the CPU has it) and
+ * the BLAS one (LSDM_CPU_ISA=generic) give the same forward and gradients
+ * (within 1e-5 of the largest value), on shapes that are not multiples of
+ * the register tiles, and both agree with the double reference. */
+static void test_isa_paths(const float *cfg, const char *name) {
+    op_case o;
+    CHECK(op_from_cfg(&o, cfg, 0) == 0);
+    bufs A, B;
+    bufs_alloc(&A, &o), bufs_alloc(&B, &o);
+    fill_random(&A, &o, 11), fill_random(&B, &o, 11);
+    /* dx, dw start non-zero: the fast path must accumulate (+=) too */
+    for (size_t i = 0; i < o.nx; i++) A.dxf[i] = B.dxf[i] = 0.25f, A.dx[i] = 0.25;
+    for (size_t i = 0; i < o.nw; i++) A.dwf[i] = B.dwf[i] = -0.5f, A.dw[i] = -0.5;
+    fwd32(&o, A.yf, A.workf, A.xf, A.wf, A.bf);
+    bwd32(&o, A.dxf, A.dwf, A.dbf, A.workf, A.gf, A.xf, A.wf);
+    setenv("LSDM_CPU_ISA", "generic", 1);
+    CHECK(gemm_avx512_usable() == 0);
+    fwd32(&o, B.yf, B.workf, B.xf, B.wf, B.bf);
+    bwd32(&o, B.dxf, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf);
+    unsetenv("LSDM_CPU_ISA");
+    fwd64(&o, A.y, A.work, A.x, A.w, A.b);
+    bwd64(&o, A.dx, A.dw, A.db, A.work, A.g, A.x, A.w);
+    struct { float *a, *b; double *ref; size_t n; } t[] = {
+        {A.yf, B.yf, A.y, o.ny}, {A.dxf, B.dxf, A.dx, o.nx}, {A.dwf, B.dwf, A.dw, o.nw}};
+    double worst = 0, worst_ref = 0;
+    for (int i = 0; i < 3; i++) {
+        double m = 0, e = 0, er = 0;
+        for (size_t j = 0; j < t[i].n; j++) m = fmax(m, fabs(t[i].b[j]));
+        for (size_t j = 0; j < t[i].n; j++) e = fmax(e, fabs((double)t[i].a[j] - t[i].b[j]));
+        for (size_t j = 0; j < t[i].n; j++) er = fmax(er, fabs(t[i].a[j] - t[i].ref[j]));
+        CHECK(m > 0 && e <= 1e-5 * m && er <= 1e-5 * m);
+        worst = fmax(worst, e / m), worst_ref = fmax(worst_ref, er / m);
+    }
+    printf("avx512 vs generic %-14s max rel diff %.2e (vs double %.2e)%s\n", name, worst, worst_ref,
+           gemm_avx512_usable() ? "" : " [no AVX-512 here: generic twice]");
+    bufs_free(&A), bufs_free(&B);
+}
+
 int main(void) {
     test_dims();
     test_torch_parity();
     /* the numerical tests run on the fixtures' configurations with our own
      * random inputs, plus two larger ones with many slabs */
-    char dir[PATH_MAX], path[PATH_MAX + 64];
-    fixture_dir(dir, sizeof dir);
+    char path[PATH_MAX + 64], file[128];
     for (int c = 0; c < NCASES; c++) {
-        snprintf(path, sizeof path, "%s/conv/%s.lsdm", dir, cases[c]);
+        snprintf(file, sizeof file, "%s.lsdm", cases[c]);
+        fixture_path(path, sizeof path, "conv", file);
         fixture fx;
         size_t n;
         if (fixture_load(&fx, path) < 0) continue; /* counted as a failure above */
@@ -361,5 +388,18 @@ int main(void) {
         test_float_vs_double(&o, i == 2 ? "big convT" : "big conv", 300 + i);
         test_slabs_and_accumulation(big[i], "big");
     }
+    /* both dispatch paths: Cout 1, 8, 16, 33, 64, 512; odd sizes, strides,
+     * replicate padding, a transposed conv (its passes are conv3d's) */
+    const struct { const char *name; float cfg[24]; } isa[] = {
+        {"cout1_k3", {0, 1, 5, 5, 9, 13, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        {"cout8_k3rep", {0, 2, 3, 4, 7, 37, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        {"cout16_k4s2", {0, 1, 6, 6, 11, 35, 16, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        {"cout33_k3", {0, 1, 7, 3, 10, 21, 33, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}},
+        {"cout64_k133", {0, 2, 9, 3, 9, 70, 64, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"cout512_k133", {0, 1, 20, 2, 5, 6, 512, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"cin300_k3", {0, 1, 300, 3, 4, 5, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"convT_33-40", {1, 1, 33, 3, 5, 7, 40, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+    };
+    for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
     return check_done("test_conv3d");
 }

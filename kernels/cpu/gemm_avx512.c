@@ -1,0 +1,181 @@
+/* AVX-512 sgemm kernels for the convolutions (see gemm_avx512.h). The
+ * packed product keeps an 8 x 32 tile of C in 16 zmm registers: per k it
+ * loads one 32-wide row of the B panel and broadcasts 8 values of the A
+ * panel, 16 FMAs for 10 loads. Blocking: KC values of k at a time (a B
+ * panel of KC x 32 floats, 32 KiB, stays in L1 while the MC rows of A
+ * stream past it from L2). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm_avx512.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define GEMM_HAVE_AVX512 1
+#endif
+
+#define GEMM_KC 256
+#define GEMM_MC 64
+
+int gemm_avx512_usable(void) {
+    const char *isa = getenv("LSDM_CPU_ISA");
+    if (isa && strcmp(isa, "generic") == 0) return 0;
+#ifdef GEMM_HAVE_AVX512
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+size_t gemm_pack_a_size(int M, int K) {
+    return (size_t)(M + GEMM_MR - 1) / GEMM_MR * GEMM_MR * K;
+}
+size_t gemm_pack_b_size(int K, int N) {
+    return (size_t)(N + GEMM_NR - 1) / GEMM_NR * GEMM_NR * K;
+}
+
+void gemm_pack_a(float *Ap, const float *A, int M, int K, ptrdiff_t sm, ptrdiff_t sk) {
+    for (int i = 0; i < M; i += GEMM_MR, Ap += (size_t)K * GEMM_MR) {
+        int mr = M - i < GEMM_MR ? M - i : GEMM_MR;
+        const float *a = A + i * sm;
+        if (sm == 1) { // rows of the panel are contiguous in A: copy runs of mr
+            for (int k = 0; k < K; k++) {
+                float *dst = Ap + (size_t)k * GEMM_MR;
+                for (int m = 0; m < GEMM_MR; m++) dst[m] = m < mr ? a[k * sk + m] : 0;
+            }
+        } else { // read each row of A along k, write with stride MR
+            for (int m = 0; m < GEMM_MR; m++)
+                for (int k = 0; k < K; k++)
+                    Ap[(size_t)k * GEMM_MR + m] = m < mr ? a[m * sm + k * sk] : 0;
+        }
+    }
+}
+
+void gemm_pack_b(float *Bp, const float *B, int K, int N, ptrdiff_t ldb) {
+    for (int j = 0; j < N; j += GEMM_NR, Bp += (size_t)K * GEMM_NR) {
+        int nr = N - j < GEMM_NR ? N - j : GEMM_NR;
+        if (nr == GEMM_NR) { // a constant size: the copy is inlined
+            for (int k = 0; k < K; k++)
+                memcpy(Bp + (size_t)k * GEMM_NR, B + k * ldb + j, GEMM_NR * sizeof *Bp);
+            continue;
+        }
+        for (int k = 0; k < K; k++) {
+            float *dst = Bp + (size_t)k * GEMM_NR;
+            memcpy(dst, B + k * ldb + j, (size_t)nr * sizeof *dst);
+            for (int n = nr; n < GEMM_NR; n++) dst[n] = 0;
+        }
+    }
+}
+
+#ifdef GEMM_HAVE_AVX512
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+/* C tile (mr x nr, ldc) = beta*C + Ap panel (K x MR) . Bp panel (K x NR). */
+AVX512 static void gemm_kernel_8x32(int K, const float *A, const float *B, float *C,
+                                    ptrdiff_t ldc, int mr, int nr, float beta) {
+    __m512 c0[GEMM_MR], c1[GEMM_MR];
+#pragma GCC unroll 8
+    for (int m = 0; m < GEMM_MR; m++) c0[m] = c1[m] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++, A += GEMM_MR, B += GEMM_NR) {
+        __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
+#pragma GCC unroll 8
+        for (int m = 0; m < GEMM_MR; m++) {
+            __m512 a = _mm512_set1_ps(A[m]);
+            c0[m] = _mm512_fmadd_ps(a, b0, c0[m]);
+            c1[m] = _mm512_fmadd_ps(a, b1, c1[m]);
+        }
+    }
+    __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 k1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int m = 0; m < GEMM_MR; m++) {
+        if (m >= mr) break;
+        float *c = C + m * ldc;
+        if (beta != 0) {
+            c0[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), c0[m]);
+            c1[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), c1[m]);
+        }
+        _mm512_mask_storeu_ps(c, k0, c0[m]);
+        _mm512_mask_storeu_ps(c + 16, k1, c1[m]);
+    }
+}
+
+void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
+                        size_t sb, int M, int N, int K, float beta) {
+    for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
+        int kc = K - k0 < GEMM_KC ? K - k0 : GEMM_KC;
+        float b = k0 ? 1.0f : beta;
+        for (int i0 = 0; i0 < M; i0 += GEMM_MC) {
+            int i1 = i0 + GEMM_MC < M ? i0 + GEMM_MC : M;
+            for (int j = 0; j < N; j += GEMM_NR) {
+                const float *bp = Bp + (size_t)(j / GEMM_NR) * sb + (size_t)k0 * GEMM_NR;
+                int nr = N - j < GEMM_NR ? N - j : GEMM_NR;
+                for (int i = i0; i < i1; i += GEMM_MR) {
+                    const float *ap = Ap + (size_t)(i / GEMM_MR) * sa + (size_t)k0 * GEMM_MR;
+                    gemm_kernel_8x32(kc, ap, bp, C + i * ldc + j, ldc,
+                                     i1 - i < GEMM_MR ? i1 - i : GEMM_MR, nr, b);
+                }
+            }
+        }
+    }
+}
+
+/* C (M x N) += A . B^T on a 4 x 6 tile of dot products, each a zmm of 16
+ * partial sums along L, summed at the end. Rows past M or N repeat the
+ * last row (read, never stored), so the tile needs no variants. */
+#define NT_TM 4
+#define NT_TN 6
+AVX512 void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda,
+                           const float *B, ptrdiff_t ldb, int M, int N, int L) {
+    const int L16 = L / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (L - L16)) - 1);
+    for (int n0 = 0; n0 < N; n0 += NT_TN) {
+        const float *b[NT_TN];
+        for (int u = 0; u < NT_TN; u++) b[u] = B + (n0 + u < N ? n0 + u : N - 1) * ldb;
+        for (int m0 = 0; m0 < M; m0 += NT_TM) {
+            const float *a[NT_TM];
+            for (int t = 0; t < NT_TM; t++) a[t] = A + (m0 + t < M ? m0 + t : M - 1) * lda;
+            __m512 acc[NT_TM][NT_TN];
+#pragma GCC unroll 4
+            for (int t = 0; t < NT_TM; t++)
+#pragma GCC unroll 6
+                for (int u = 0; u < NT_TN; u++) acc[t][u] = _mm512_setzero_ps();
+            for (int l = 0; l <= L16; l += 16) {
+                __mmask16 k = l < L16 ? 0xFFFF : tail;
+                if (!k) break;
+                __m512 vb[NT_TN];
+#pragma GCC unroll 6
+                for (int u = 0; u < NT_TN; u++) vb[u] = _mm512_maskz_loadu_ps(k, b[u] + l);
+#pragma GCC unroll 4
+                for (int t = 0; t < NT_TM; t++) {
+                    __m512 va = _mm512_maskz_loadu_ps(k, a[t] + l);
+#pragma GCC unroll 6
+                    for (int u = 0; u < NT_TN; u++) acc[t][u] = _mm512_fmadd_ps(va, vb[u], acc[t][u]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < NT_TM; t++)
+#pragma GCC unroll 6
+                for (int u = 0; u < NT_TN; u++)
+                    if (m0 + t < M && n0 + u < N)
+                        C[(m0 + t) * ldc + n0 + u] += _mm512_reduce_add_ps(acc[t][u]);
+        }
+    }
+}
+
+#else /* no AVX-512 compiler support: never called (gemm_avx512_usable is 0) */
+void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
+                        size_t sb, int M, int N, int K, float beta) {
+    (void)C, (void)ldc, (void)Ap, (void)sa, (void)Bp, (void)sb, (void)M, (void)N, (void)K,
+        (void)beta;
+    abort();
+}
+void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, const float *B,
+                    ptrdiff_t ldb, int M, int N, int L) {
+    (void)C, (void)ldc, (void)A, (void)lda, (void)B, (void)ldb, (void)M, (void)N, (void)L;
+    abort();
+}
+#endif

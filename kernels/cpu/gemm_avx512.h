@@ -1,0 +1,40 @@
+/* Small single-threaded sgemm kernels for the convolutions' GEMM shapes,
+ * AVX-512 with a run-time check (gemm_avx512_usable); callers keep a
+ * BLAS/plain-C path for CPUs without it (or LSDM_CPU_ISA=generic).
+ *
+ * Packed layouts (the micro-kernel's register tile is GEMM_MR rows of C by
+ * GEMM_NR columns, NR along C's contiguous axis):
+ *   Ap  panels of MR rows of A (M x K):    [ceil(M/MR)][K][MR], zero past M
+ *   Bp  panels of NR columns of B (K x N): [ceil(N/NR)][K][NR], zero past N
+ * A sub-range of K starts at Ap + k0*MR (panel stride K*MR unchanged). */
+#ifndef LSDM_GEMM_AVX512_H
+#define LSDM_GEMM_AVX512_H
+
+#include <stddef.h>
+
+#define GEMM_MR 8
+#define GEMM_NR 32
+
+/* 1 if the CPU has AVX-512F and LSDM_CPU_ISA is not "generic". */
+int gemm_avx512_usable(void);
+
+/* Floats of a packed A (M x K) or B (K x N). */
+size_t gemm_pack_a_size(int M, int K);
+size_t gemm_pack_b_size(int K, int N);
+
+/* Ap <- A (M x K), element (m,k) at A[m*sm + k*sk]. */
+void gemm_pack_a(float *Ap, const float *A, int M, int K, ptrdiff_t sm, ptrdiff_t sk);
+/* Bp <- B (K x N), row k at B + k*ldb, contiguous. */
+void gemm_pack_b(float *Bp, const float *B, int K, int N, ptrdiff_t ldb);
+
+/* C (M x N, row stride ldc) = beta*C + A . B from packed panels: Ap with
+ * panel stride sa floats, Bp with panel stride sb. beta 0 never reads C. */
+void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
+                        size_t sb, int M, int N, int K, float beta);
+
+/* C (M x N, ldc) += A (M x L, lda) . B (N x L, ldb)^T: dot products along
+ * the rows of both (the weight gradient, whose sum runs over voxels). */
+void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, const float *B,
+                    ptrdiff_t ldb, int M, int N, int L);
+
+#endif
