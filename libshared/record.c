@@ -189,7 +189,7 @@ static int format_numbers(lsdm_record *r, const char *key, const double *v, int 
         if (!isfinite(v[i])) return lsdm_err("%s: non-finite value", key);
         /* the shortest form that reads back as the same double: 0.7, not 0.69999999999999996 */
         char one[32];
-        for (int prec = 1; prec <= 17; prec++) {
+        for (int prec = 6; prec <= 17; prec++) { /* from %g's 6: -90, not -9e+01 */
             snprintf(one, sizeof one, "%.*g", prec, v[i]);
             if (strtod(one, NULL) == v[i]) break;
         }
