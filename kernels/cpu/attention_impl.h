@@ -22,10 +22,65 @@ static void FN(attn_softmax_row_backward)(real *drow, const real *p, int L) {
     for (int j = 0; j < L; j++) drow[j] = p[j] * (drow[j] - dot);
 }
 
-static real FN(attn_dot)(const real *a, const real *b, int n) {
+static real FN(attn_dot)(const real *restrict a, const real *restrict b, int n) {
     real s = 0;
+    SIMD_SUM
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+/* The short-sequence path of one (batch, head): q,k,v,o (L,dh), p (L,L),
+ * bias (L,L) or NULL. Restrict pointers and SIMD loops over dh (the
+ * float build also vectorises its dot products); every per-element sum
+ * keeps its order, so the double reference computes what it did before. */
+static void FN(attn_small_forward)(real *restrict o, real *restrict p,
+                                   const real *restrict q, const real *restrict k,
+                                   const real *restrict v, const real *restrict bias,
+                                   int L, int dh, real scale) {
+    for (int i = 0; i < L; i++) {
+        real *restrict row = p + (long)i * L, *restrict oi = o + (long)i * dh;
+        for (int j = 0; j < L; j++)
+            row[j] = scale * FN(attn_dot)(q + (long)i * dh, k + (long)j * dh, dh);
+        FN(attn_softmax_row)(row, bias ? bias + (long)i * L : NULL, L);
+        SIMD
+        for (int d = 0; d < dh; d++) oi[d] = 0;
+        for (int j = 0; j < L; j++) {
+            const real pj = row[j], *restrict vj = v + (long)j * dh;
+            SIMD
+            for (int d = 0; d < dh; d++) oi[d] += pj * vj[d];
+        }
+    }
+}
+
+/* Its backward: ds (L,L) = the score gradient (kept for dbias). */
+static void FN(attn_small_backward)(real *restrict dq, real *restrict dk, real *restrict dv,
+                                    real *restrict ds, const real *restrict dout,
+                                    const real *restrict q, const real *restrict k,
+                                    const real *restrict v, const real *restrict p,
+                                    int L, int dh, real scale) {
+    for (int i = 0; i < L; i++) {
+        const real *restrict pi = p + (long)i * L, *restrict g = dout + (long)i * dh;
+        real *restrict dsi = ds + (long)i * L;
+        for (int j = 0; j < L; j++) {
+            dsi[j] = FN(attn_dot)(g, v + (long)j * dh, dh);
+            real *restrict dvj = dv + (long)j * dh;
+            const real pij = pi[j];
+            SIMD
+            for (int d = 0; d < dh; d++) dvj[d] += pij * g[d];
+        }
+        FN(attn_softmax_row_backward)(dsi, pi, L);
+        const real *restrict qi = q + (long)i * dh;
+        real *restrict dqi = dq + (long)i * dh;
+        for (int j = 0; j < L; j++) {
+            const real sij = scale * dsi[j], *restrict kj = k + (long)j * dh;
+            real *restrict dkj = dk + (long)j * dh;
+            SIMD
+            for (int d = 0; d < dh; d++) {
+                dqi[d] += sij * kj[d];
+                dkj[d] += sij * qi[d];
+            }
+        }
+    }
 }
 
 void FN(attention_forward)(real *out, real *att,
@@ -47,20 +102,9 @@ void FN(attention_forward)(real *out, real *att,
         return;
     }
     #pragma omp parallel for
-    for (long bh = 0; bh < BH; bh++) {
-        const real *qb = q + bh * Ld, *kb = k + bh * Ld, *vb = v + bh * Ld;
-        const real *bb = bias ? bias + (bh % H) * LL : NULL;
-        for (int i = 0; i < L; i++) {
-            real *row = att + bh * LL + (long)i * L;
-            for (int j = 0; j < L; j++)
-                row[j] = scale * FN(attn_dot)(qb + (long)i * dh, kb + (long)j * dh, dh);
-            FN(attn_softmax_row)(row, bb ? bb + (long)i * L : NULL, L);
-            real *o = out + bh * Ld + (long)i * dh;
-            for (int d = 0; d < dh; d++) o[d] = 0;
-            for (int j = 0; j < L; j++)
-                for (int d = 0; d < dh; d++) o[d] += row[j] * vb[(long)j * dh + d];
-        }
-    }
+    for (long bh = 0; bh < BH; bh++)
+        FN(attn_small_forward)(out + bh * Ld, att + bh * LL, q + bh * Ld, k + bh * Ld, v + bh * Ld,
+                               bias ? bias + (bh % H) * LL : NULL, L, dh, scale);
 }
 
 void FN(attention_backward)(real *dq, real *dk, real *dv, real *dbias, real *work,
@@ -87,28 +131,10 @@ void FN(attention_backward)(real *dq, real *dk, real *dv, real *dbias, real *wor
         }
     } else {
         #pragma omp parallel for
-        for (long bh = 0; bh < BH; bh++) {
-            const real *qb = q + bh * Ld, *kb = k + bh * Ld, *vb = v + bh * Ld;
-            const real *gb = dout + bh * Ld;
-            real *dqb = dq + bh * Ld, *dkb = dk + bh * Ld, *dvb = dv + bh * Ld;
-            for (int i = 0; i < L; i++) {
-                const real *p = att + bh * LL + (long)i * L;
-                real *ds = work + bh * LL + (long)i * L;
-                const real *g = gb + (long)i * dh;
-                for (int j = 0; j < L; j++) {
-                    ds[j] = FN(attn_dot)(g, vb + (long)j * dh, dh);
-                    for (int d = 0; d < dh; d++) dvb[(long)j * dh + d] += p[j] * g[d];
-                }
-                FN(attn_softmax_row_backward)(ds, p, L);
-                for (int j = 0; j < L; j++) {
-                    real s = scale * ds[j];
-                    for (int d = 0; d < dh; d++) {
-                        dqb[(long)i * dh + d] += s * kb[(long)j * dh + d];
-                        dkb[(long)j * dh + d] += s * qb[(long)i * dh + d];
-                    }
-                }
-            }
-        }
+        for (long bh = 0; bh < BH; bh++)
+            FN(attn_small_backward)(dq + bh * Ld, dk + bh * Ld, dv + bh * Ld, work + bh * LL,
+                                    dout + bh * Ld, q + bh * Ld, k + bh * Ld, v + bh * Ld,
+                                    att + bh * LL, L, dh, scale);
     }
     if (!dbias) return;
     // the bias is shared by the batch: sum the score gradient over it

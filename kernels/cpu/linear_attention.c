@@ -10,5 +10,8 @@ size_t linear_attention_workspace_size(int B, int H, int dh, int F, int N) {
     return 2 * (size_t)B * H * dh * F * N + (size_t)B * F * H * dh * dh;
 }
 
+/* Columns per softmax-over-d task: whole cache lines of every row. */
+#define LA_NC 64
+
 #define LSDM_IMPL "linear_attention_impl.h"
 #include "instantiate.h"

@@ -19,14 +19,45 @@ static void FN(la_softmax_backward)(real *dx, const real *g, const real *p, int 
     for (int i = 0; i < n; i++) dx[i * stride] += p[i * stride] * (g[i * stride] - dot);
 }
 
+/* The same two along d for w (<= LA_NC) neighbouring columns at once:
+ * rows of stride ld are read whole, so the loops over the columns are
+ * contiguous and vectorise. Per element, the same operations in the same
+ * order as la_softmax / la_softmax_backward above. */
+static void FN(la_softmax_cols)(real *restrict x, const real *restrict src, int n, int w, long ld) {
+    real mx[LA_NC], sum[LA_NC];
+    for (int c = 0; c < w; c++) mx[c] = src[c], sum[c] = 0;
+    for (int i = 1; i < n; i++)
+        SIMD
+        for (int c = 0; c < w; c++) mx[c] = src[i * ld + c] > mx[c] ? src[i * ld + c] : mx[c];
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < w; c++) { x[i * ld + c] = EXP(src[i * ld + c] - mx[c]); sum[c] += x[i * ld + c]; }
+    for (int i = 0; i < n; i++)
+        SIMD
+        for (int c = 0; c < w; c++) x[i * ld + c] /= sum[c];
+}
+
+static void FN(la_softmax_cols_backward)(real *restrict dx, const real *restrict g, const real *restrict p,
+                                         int n, int w, long ld) {
+    real dot[LA_NC];
+    for (int c = 0; c < w; c++) dot[c] = 0;
+    for (int i = 0; i < n; i++)
+        SIMD
+        for (int c = 0; c < w; c++) dot[c] += p[i * ld + c] * g[i * ld + c];
+    for (int i = 0; i < n; i++)
+        SIMD
+        for (int c = 0; c < w; c++) dx[i * ld + c] += p[i * ld + c] * (g[i * ld + c] - dot[c]);
+}
+
 void FN(linear_attention_forward)(real *out, real *qs, real *ks, real *ctx,
                                   const real *qkv, int B, int H, int dh, int F, int N, real scale) {
     long FN_ = (long)F * N, C = (long)H * dh;
-    // qs: softmax over d of each column (b, head, f, n)
+    // qs: softmax over d of each column (b, head, f, n), LA_NC columns at a time
+    long nch = (FN_ + LA_NC - 1) / LA_NC;
     #pragma omp parallel for
-    for (long col = 0; col < (long)B * H * FN_; col++) {
-        long b = col / (H * FN_), h = col / FN_ % H, fn = col % FN_;
-        FN(la_softmax)(qs + (b * C + h * dh) * FN_ + fn, qkv + (b * 3 * C + h * dh) * FN_ + fn, dh, FN_);
+    for (long t = 0; t < (long)B * H * nch; t++) {
+        long b = t / (H * nch), h = t / nch % H, n0 = t % nch * LA_NC;
+        int w = (int)(FN_ - n0 < LA_NC ? FN_ - n0 : LA_NC);
+        FN(la_softmax_cols)(qs + (b * C + h * dh) * FN_ + n0, qkv + (b * 3 * C + h * dh) * FN_ + n0, dh, w, FN_);
     }
     // ks: softmax over n of each row (b, head, d, f)
     #pragma omp parallel for
@@ -66,11 +97,13 @@ void FN(linear_attention_backward)(real *dqkv, real *work,
         GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, dh, N, dh, 1, dc, dh, qkv + ov, FN_, 0, dks + o, FN_);
         GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, dh, N, dh, 1, dc, dh, ks + o, FN_, 1, dqkv + ov, FN_);
     }
+    long nch = (FN_ + LA_NC - 1) / LA_NC;
     #pragma omp parallel for
-    for (long col = 0; col < (long)B * H * FN_; col++) {
-        long b = col / (H * FN_), h = col / FN_ % H, fn = col % FN_;
-        long o = (b * C + h * dh) * FN_ + fn;
-        FN(la_softmax_backward)(dqkv + (b * 3 * C + h * dh) * FN_ + fn, dqs + o, qs + o, dh, FN_);
+    for (long t = 0; t < (long)B * H * nch; t++) {
+        long b = t / (H * nch), h = t / nch % H, n0 = t % nch * LA_NC;
+        int w = (int)(FN_ - n0 < LA_NC ? FN_ - n0 : LA_NC);
+        long o = (b * C + h * dh) * FN_ + n0;
+        FN(la_softmax_cols_backward)(dqkv + (b * 3 * C + h * dh) * FN_ + n0, dqs + o, qs + o, dh, w, FN_);
     }
     #pragma omp parallel for
     for (long row = 0; row < (long)B * C * F; row++) {

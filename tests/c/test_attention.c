@@ -230,9 +230,8 @@ static void lin64_init(lin64 *a, int B, int H, int dh, int F, int N) {
     *a = (lin64){B, H, dh, F, N, 1 / sqrt(dh), NULL, NULL, t64(n), t64(n), t64(n), t64((size_t)B * F * H * dh * dh)};
 }
 
-static void test_linear_attention(void) {
+static void test_linear_attention_shape(int B, int H, int dh, int F, int N) {
     lin64 a;
-    int B = 2, H = 2, dh = 3, F = 2, N = 4;
     lin64_init(&a, B, H, dh, F, N);
     size_t n = (size_t)B * H * dh * F * N, ws = linear_attention_workspace_size(B, H, dh, F, N);
     a.qkv = trand(3 * n, 31), a.g = trand(n, 32);
@@ -241,15 +240,25 @@ static void test_linear_attention(void) {
     lin64_loss(&a);
     linear_attention_backward_f64(d, work, a.g, a.qkv, a.qs, a.ks, a.ctx, B, H, dh, F, N, a.scale);
     op_sub(d, 3 * n, 0.5);
-    OP_CHECK_ERR("fd linear attention dqkv", gradcheck1(lin64_loss, &a, a.qkv, d, 3 * n), 1e-6);
+    char what[96];
+    snprintf(what, sizeof what, "fd linear attention dh=%d F=%d N=%d dqkv", dh, F, N);
+    OP_CHECK_ERR(what, gradcheck1(lin64_loss, &a, a.qkv, d, 3 * n), 1e-6);
     float *qkv = tf32(a.qkv, 3 * n), *g = tf32(a.g, n), *out = t32(n), *qs = t32(n), *ks = t32(n);
     float *ctx = t32((size_t)B * F * H * dh * dh), *fd = t32(3 * n), *fw = t32(ws);
     linear_attention_forward(out, qs, ks, ctx, qkv, B, H, dh, F, N, (float)a.scale);
     linear_attention_backward(fd, fw, g, qkv, qs, ks, ctx, B, H, dh, F, N, (float)a.scale);
     lin64_loss(&a);
-    OP_CHECK_ERR("f32 linear attention out", op_err(tf64(out, n), a.out, n, NULL), 1e-5);
-    OP_CHECK_ERR("f32 linear attention dqkv", op_err(tf64(fd, 3 * n), d, 3 * n, NULL), 1e-5);
+    snprintf(what, sizeof what, "f32 linear attention N=%d out", N);
+    OP_CHECK_ERR(what, op_err(tf64(out, n), a.out, n, NULL), 1e-5);
+    snprintf(what, sizeof what, "f32 linear attention N=%d dqkv", N);
+    OP_CHECK_ERR(what, op_err(tf64(fd, 3 * n), d, 3 * n, NULL), 1e-5);
     tfree();
+}
+
+static void test_linear_attention(void) {
+    test_linear_attention_shape(2, 2, 3, 2, 4);
+    // F*N = 140: the softmax over d runs in column chunks of 64, 64 and 12
+    test_linear_attention_shape(1, 2, 4, 2, 70);
 }
 
 /* ---- timestep embedding ---- */
@@ -420,6 +429,7 @@ static void test_fx_timestep(void) {
 
 int main(void) {
     test_temporal_fd(2, 2, 5, 6, 4); // partial rotation, loop path
+    test_temporal_fd(1, 2, 8, 32, 32); // the UNet's L and dim_head: SIMD loops, float dot reductions
     test_plain_fd(2, 2, 7, 3);       // loop path
     test_plain_fd(1, 2, ATTN_GEMM_MIN_L + 3, 2); // BLAS path
     test_permute();
