@@ -16,6 +16,7 @@
  * Median of REPS after one warm-up; with -t, PyTorch's "name fwd_ms
  * bwd_ms" lines and the ratio torch/ours (>= 1: we are faster). */
 #include <math.h>
+#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,7 +191,10 @@ int main(int argc, char **argv) {
         else return 2;
     }
     reps = reps < 1 ? 1 : reps > 63 ? 63 : reps;
-    printf("threads: %d (OpenMP); median of %d runs\n\n", omp_get_max_threads(), reps);
+    /* as the programs run the kernels (lsdm_cli_engine_setup): OpenMP
+     * threads outside, single-threaded BLAS inside */
+    openblas_set_num_threads(1);
+    printf("threads: %d (OpenMP), BLAS single-threaded; median of %d runs\n\n", omp_get_max_threads(), reps);
     printf("%-20s %-4s %9s %9s %7s\n", "shape", "pass", "ours ms", "torch ms", "ratio");
     for (int i = 0; i < NSHAPES; i++) {
         if (only && !strstr(shapes[i].name, only)) continue;

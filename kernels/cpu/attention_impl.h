@@ -88,6 +88,7 @@ void FN(attention_forward)(real *out, real *att,
                            int B, int H, int L, int dh, real scale) {
     long BH = (long)B * H, LL = (long)L * L, Ld = (long)L * dh;
     if (L >= ATTN_GEMM_MIN_L) {
+        #pragma omp parallel for /* (batch, head) slices are disjoint; BLAS is single-threaded */
         for (long bh = 0; bh < BH; bh++) // att = scale q k^T
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, scale,
                  q + bh * Ld, dh, k + bh * Ld, dh, 0, att + bh * LL, L);
@@ -96,6 +97,7 @@ void FN(attention_forward)(real *out, real *att,
             long bh = r / L, i = r % L;
             FN(attn_softmax_row)(att + r * L, bias ? bias + (bh % H) * LL + i * L : NULL, L);
         }
+        #pragma omp parallel for /* (batch, head) slices are disjoint; BLAS is single-threaded */
         for (long bh = 0; bh < BH; bh++) // out = att v
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, 1,
                  att + bh * LL, L, v + bh * Ld, dh, 0, out + bh * Ld, dh);
@@ -112,6 +114,7 @@ void FN(attention_backward)(real *dq, real *dk, real *dv, real *dbias, real *wor
                             const real *att, int B, int H, int L, int dh, real scale) {
     long BH = (long)B * H, LL = (long)L * L, Ld = (long)L * dh;
     if (L >= ATTN_GEMM_MIN_L) {
+        #pragma omp parallel for /* (batch, head) slices are disjoint; BLAS is single-threaded */
         for (long bh = 0; bh < BH; bh++) {
             // work = dP = dout v^T; dv += att^T dout
             GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, dh, 1,
@@ -122,6 +125,7 @@ void FN(attention_backward)(real *dq, real *dk, real *dv, real *dbias, real *wor
         #pragma omp parallel for
         for (long r = 0; r < BH * L; r++)
             FN(attn_softmax_row_backward)(work + r * L, att + r * L, L);
+        #pragma omp parallel for /* (batch, head) slices are disjoint; BLAS is single-threaded */
         for (long bh = 0; bh < BH; bh++) {
             // dq += scale dS k; dk += scale dS^T q
             GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, dh, L, scale,

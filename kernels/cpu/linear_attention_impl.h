@@ -65,6 +65,9 @@ void FN(linear_attention_forward)(real *out, real *qs, real *ks, real *ctx,
         long b = row / (C * F), cf = row % (C * F);
         FN(la_softmax)(ks + row * N, qkv + (b * 3 * C + C) * FN_ + cf * N, N, 1);
     }
+    /* slices write disjoint parts of ctx and out; BLAS is single-threaded
+     * inside (lsdm_cli_engine_setup), so the threads are ours */
+    #pragma omp parallel for schedule(static)
     for (long s = 0; s < (long)B * F * H; s++) {
         long b = s / (F * H), f = s / H % F, h = s % H;
         const real *ksl = ks + (b * C + h * dh) * FN_ + f * N;
@@ -84,6 +87,8 @@ void FN(linear_attention_backward)(real *dqkv, real *work,
                                    int B, int H, int dh, int F, int N, real scale) {
     long FN_ = (long)F * N, C = (long)H * dh, n = (long)B * C * FN_;
     real *dqs = work, *dks = work + n, *dctx = work + 2 * n; // dctx (B,F,H,dh,dh)
+    /* each slice writes its own parts of dqs, dctx, dks and of v's gradient */
+    #pragma omp parallel for schedule(static)
     for (long s = 0; s < (long)B * F * H; s++) {
         long b = s / (F * H), f = s / H % F, h = s % H;
         long o = (b * C + h * dh) * FN_ + f * N;            // slice in (B,C,F,N)
