@@ -8,6 +8,7 @@
 
 #include "conv3d.h"
 #include "err.h"
+#include "gemm_avx512.h"
 
 /* the fast float path (conv3d_fast.h), tried first by the float kernels */
 static int conv3d_fast_forward(float *out, float *work, const float *inp, const float *weight,

@@ -88,7 +88,7 @@ static void conv3d_vol2col_packed(float *bp, float *row, const float *inp, const
     const size_t ps = (size_t)(k1 - k0) * GEMM_NR; /* panel stride */
     for (int k = k0; k < k1; k++) {
         float *dst = bp + (size_t)(k - k0) * GEMM_NR;
-        conv3d_vol2col(row, inp, d, r0, r1, k, k + 1);
+        conv3d_vol2col_isa(row, inp, d, r0, r1, k, k + 1, 1);
         int c = 0;
         for (; c + GEMM_NR <= q; c += GEMM_NR, dst += ps)
             memcpy(dst, row + c, GEMM_NR * sizeof *dst);
@@ -196,7 +196,7 @@ static int conv3d_fast_weight_grad(float *dweight, float *work, const float *dou
                 const float *dys = dout + n * out_n + (size_t)r0 * d->OW;
                 for (int a = k0; a < k1; a += p.kchunk) {
                     int b = a + p.kchunk < k1 ? a + p.kchunk : k1;
-                    conv3d_vol2col(col, inp + n * in_n, d, r0, r1, a, b);
+                    conv3d_vol2col_isa(col, inp + n * in_n, d, r0, r1, a, b, 1);
                     // dW[co block, a:b] += dy[co block, slab] . col (b-a, q)^T
                     for (int c = 0; c < d->Cout; c += CF_WCO)
                         gemm_avx512_nt(dweight + (size_t)c * K + a, K, dys + (size_t)c * P, P,

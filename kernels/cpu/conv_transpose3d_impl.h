@@ -33,8 +33,14 @@ void FN(conv_transpose3d_backward)(real *dinp, real *dweight, real *dbias, real 
         for (int co = 0; co < d->Cout; co++) {
             double s = 0; // a long sum: accumulate in double even for float
             for (int n = 0; n < d->N; n++) {
+                // eight partial sums: the adds pipeline (one chain is latency-bound)
                 const real *p = dout + ((size_t)n * d->Cout + co) * S;
-                for (size_t i = 0; i < S; i++) s += p[i];
+                double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                size_t i = 0;
+                for (; i + 8 <= S; i += 8)
+                    for (int j = 0; j < 8; j++) a[j] += p[i + j];
+                for (; i < S; i++) a[i % 8] += p[i];
+                s += ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
             }
             dbias[co] += (real)s;
         }

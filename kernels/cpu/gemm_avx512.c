@@ -166,6 +166,36 @@ AVX512 void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t ld
     }
 }
 
+/* 16 outputs per step from two loads and one two-source permute; masked
+ * loads stop at src[2*(n-1)] (masked-off lanes never fault). */
+AVX512 void gemm_avx512_gather_s2(float *dst, const float *src, int n) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 lo = _mm512_loadu_ps(src + 2 * i);
+        __m512 hi = _mm512_maskz_loadu_ps(0x7FFF, src + 2 * i + 16);
+        _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(lo, even, hi));
+    }
+    if (i < n) {
+        int need = 2 * (n - i) - 1; /* src values to read: 1..31 */
+        __mmask16 mlo = need >= 16 ? 0xFFFF : (__mmask16)((1u << need) - 1);
+        __mmask16 mhi = need > 16 ? (__mmask16)((1u << (need - 16)) - 1) : 0;
+        __m512 lo = _mm512_maskz_loadu_ps(mlo, src + 2 * i);
+        __m512 hi = _mm512_maskz_loadu_ps(mhi, src + 2 * i + 16);
+        _mm512_mask_storeu_ps(dst + i, (__mmask16)((1u << (n - i)) - 1),
+                              _mm512_permutex2var_ps(lo, even, hi));
+    }
+}
+
+AVX512 void gemm_avx512_copy(float *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+    }
+}
+
 #else /* no AVX-512 compiler support: never called (gemm_avx512_usable is 0) */
 void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
                         size_t sb, int M, int N, int K, float beta) {
@@ -176,6 +206,14 @@ void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, con
 void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, const float *B,
                     ptrdiff_t ldb, int M, int N, int L) {
     (void)C, (void)ldc, (void)A, (void)lda, (void)B, (void)ldb, (void)M, (void)N, (void)L;
+    abort();
+}
+void gemm_avx512_gather_s2(float *dst, const float *src, int n) {
+    (void)dst, (void)src, (void)n;
+    abort();
+}
+void gemm_avx512_copy(float *dst, const float *src, int n) {
+    (void)dst, (void)src, (void)n;
     abort();
 }
 #endif

@@ -37,4 +37,11 @@ void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, con
 void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, const float *B,
                     ptrdiff_t ldb, int M, int N, int L);
 
+/* dst[i] = src[2*i] for i < n (vol2col of a stride-2 conv along W); reads
+ * nothing past src[2*(n-1)]. */
+void gemm_avx512_gather_s2(float *dst, const float *src, int n);
+/* dst[i] = src[i] for i < n: vol2col's short rows (OW 8..64), where a
+ * libc memcpy call costs as much as the copy. */
+void gemm_avx512_copy(float *dst, const float *src, int n);
+
 #endif

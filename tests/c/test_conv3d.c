@@ -355,6 +355,37 @@ static void test_isa_paths(const float *cfg, const char *name) {
     bufs_free(&A), bufs_free(&B);
 }
 
+/* The stride-2 gather and the row copy of vol2col: every length 0..40 (full blocks of 16,
+ * tails, both masked halves), a source sized exactly 2n-1 floats (so an
+ * over-read shows under ASan) and a guard value after the output. */
+static void test_gather_s2(void) {
+    if (!gemm_avx512_usable()) {
+        printf("gather_s2: no AVX-512 here, not run\n");
+        return;
+    }
+    int bad = 0;
+    for (int n = 0; n <= 40; n++) {
+        float *src = malloc((size_t)(n ? 2 * n - 1 : 1) * sizeof *src);
+        float dst[41];
+        CHECK(src != NULL);
+        if (!src) return;
+        for (int i = 0; i < 2 * n - 1; i++) src[i] = 1.5f * (float)i - 7;
+        for (int i = 0; i <= 40; i++) dst[i] = -99;
+        gemm_avx512_gather_s2(dst, src, n);
+        for (int i = 0; i < n; i++) bad += dst[i] != src[2 * i];
+        bad += dst[n] != -99;
+        /* and the plain copy of vol2col's stride-1 rows: the first n of src */
+        int m = n;
+        for (int i = 0; i <= 40; i++) dst[i] = -99;
+        gemm_avx512_copy(dst, src, m);
+        for (int i = 0; i < m; i++) bad += dst[i] != src[i];
+        bad += dst[m] != -99;
+        free(src);
+    }
+    CHECK(bad == 0);
+    printf("gather_s2, copy: lengths 0..40, %d wrong values\n", bad);
+}
+
 int main(void) {
     test_dims();
     test_torch_parity();
@@ -399,7 +430,12 @@ int main(void) {
         {"cout512_k133", {0, 1, 20, 2, 5, 6, 512, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"cin300_k3", {0, 1, 300, 3, 4, 5, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"convT_33-40", {1, 1, 33, 3, 5, 7, 40, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        /* stride-2 rows wider than one 16-lane gather, zero and replicate padding */
+        {"cout24_k4s2w70", {0, 1, 3, 4, 6, 70, 24, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"cout8_k3s2rep", {0, 2, 2, 3, 5, 37, 8, 3, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}},
+        {"convT_16-8w20", {1, 1, 16, 2, 3, 20, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1}},
     };
     for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
+    test_gather_s2();
     return check_done("test_conv3d");
 }
