@@ -80,8 +80,10 @@ test: deps
 
 check: test
 
+# clang at -O1 cannot always honour `omp simd` (a hint, not a requirement):
+# -Wno-pass-failed keeps -Werror from turning that into a failed build.
 asan: deps
-	$(MAKE) BUILD=build-asan BIN=bin-asan CUDA=0 CC=clang OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	$(MAKE) BUILD=build-asan BIN=bin-asan CUDA=0 CC=clang OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -Wno-pass-failed" all
 	ASAN_OPTIONS=detect_leaks=1 LSDM_BIN=$(abspath bin-asan) LSDM_CTESTS=$(abspath build-asan/tests) tests/run
 
 FUZZ_SECONDS ?= 30

@@ -1,9 +1,4 @@
 /* Activations on the CPU, float and double from activation_impl.h. */
-/* clang at -O1 (make asan) cannot always honour "omp simd" and would fail
- * the build with -Werror; the pragma is a hint here, not a requirement. */
-#ifdef __clang__
-#pragma clang diagnostic ignored "-Wpass-failed"
-#endif
 /* GCC will not if-convert float comparisons (the clamps in act_expf and
  * relu's select) while they may raise FP exceptions, which keeps these
  * loops scalar; nothing in lsdm reads the FP exception flags. */
