@@ -19,6 +19,7 @@
 #include "conv3d.h"
 #include "conv_transpose3d.h"
 #include "err.h"
+#include "bench.h"
 
 typedef struct {
     const char *name;
@@ -45,32 +46,6 @@ static const shape shapes[] = {
     {"unet_k133_512@8x8", 0, 2, 512, 8, 8, 8, 512, 1, 3, 3, 1, 0, 1, 1, 0},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof *shapes)
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static float *alloc_random(size_t n, unsigned seed) {
-    float *p = malloc(n * sizeof *p);
-    if (!p) { fprintf(stderr, "conv3d: error: out of memory\n"); exit(1); }
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1664525u + 1013904223u;
-        p[i] = (float)((int)(seed >> 8) - (1 << 23)) / (float)(1 << 23);
-    }
-    return p;
-}
 
 /* GFLOP/s of a square sgemm: the practical peak of this machine and BLAS. */
 static double sgemm_gflops(void) {

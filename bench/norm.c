@@ -18,6 +18,7 @@
 
 #include "activation.h"
 #include "groupnorm.h"
+#include "bench.h"
 
 typedef struct {
     const char *name;
@@ -29,17 +30,6 @@ static const shape shapes[] = {
     {"vq_gn32_32@16x128x128", 2, 32, 16 * 128 * 128, 32},
     {"unet_gn8_64@8x64x64", 2, 64, 8 * 64 * 64, 8},
 };
-
-static double now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 #define TIME(reps, out_ms, stmt)                                   \
     do {                                                           \
