@@ -133,17 +133,6 @@ static void time_shape(const shape *s, int reps, double *fwd, double *bwd) {
 }
 
 /* PyTorch's times of `name` from attention.py's output; 0 if absent. */
-static void torch_times(const char *path, const char *name, double *fwd, double *bwd) {
-    *fwd = *bwd = 0;
-    FILE *f = path ? fopen(path, "r") : NULL;
-    if (!f) return;
-    char n[128];
-    double a, b;
-    while (fscanf(f, "%127s %lf %lf", n, &a, &b) == 3)
-        if (strcmp(n, name) == 0) *fwd = a, *bwd = b;
-    fclose(f);
-}
-
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "shapes") == 0) {
         for (int i = 0; i < NSHAPES; i++) {

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline double now_ms(void) {
@@ -33,6 +34,19 @@ static inline float *alloc_random(size_t n, unsigned seed) {
         p[i] = (float)((int)(seed >> 8) - (1 << 23)) / (float)(1 << 23);
     }
     return p;
+}
+
+/* PyTorch's forward and backward ms for `name` from the file the .py side
+ * wrote ("name fwd bwd" lines); 0 when absent. */
+static inline void torch_times(const char *path, const char *name, double *fwd, double *bwd) {
+    *fwd = *bwd = 0;
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f) return;
+    char n[128];
+    double a, b;
+    while (fscanf(f, "%127s %lf %lf", n, &a, &b) == 3)
+        if (strcmp(n, name) == 0) *fwd = a, *bwd = b;
+    fclose(f);
 }
 
 #endif

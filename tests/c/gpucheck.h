@@ -106,5 +106,18 @@ static void cmp_guards_only(const char *name, const float *dbuf, size_t n) {
 #define TOL_EW 1e-5
 #define TOL_RED 1e-4
 
+/* The three gradients of a convolution against the CPU's. */
+static void cmp_conv_grads(const char *tag, const float *dx, const float *d_dx, size_t ni,
+                           const float *dw, const float *d_dw, size_t nw,
+                           const float *db, const float *d_db, size_t nb) {
+    char name[160];
+    snprintf(name, sizeof name, "%s dinp", tag);
+    cmp(name, dx, d_dx, ni, TOL_RED);
+    snprintf(name, sizeof name, "%s dweight", tag);
+    cmp(name, dw, d_dw, nw, TOL_RED);
+    snprintf(name, sizeof name, "%s dbias", tag);
+    cmp(name, db, d_db, nb, TOL_RED);
+}
+
 #endif
 #endif

@@ -312,14 +312,9 @@ static void test_conv3d(int N, int Cin, int Cout, int D, int H, int W, int k, in
     cmp(name, out, d_out, no, TOL_RED);
     conv3d_backward(dx, dw, db, cw, dy, x, w, &d);
     CHECK(conv3d_backward_cuda(d_dx, d_dw, d_db, d_work, d_dy, d_x, d_w, &d) == 0);
-    snprintf(name, sizeof name, "%s dinp", tag);
-    cmp(name, dx, d_dx, ni, TOL_RED);
-    snprintf(name, sizeof name, "%s dweight", tag);
-    cmp(name, dw, d_dw, nw, TOL_RED);
-    snprintf(name, sizeof name, "%s dbias", tag);
-    cmp(name, db, d_db, Cout, TOL_RED);
+    cmp_conv_grads(tag, dx, d_dx, ni, dw, d_dw, nw, db, d_db, Cout);
     /* the workspace's guards: nothing written past conv3d_workspace_size_cuda */
-    cmp_guards_only(name, d_work, gws);
+    cmp_guards_only(tag, d_work, gws);
 
     /* a NaN in the input: every output the CPU makes NaN must be NaN on the
      * GPU too (transform algorithms may spread it further: counted, not

@@ -174,12 +174,7 @@ static void test_convt(int N, int Cin, int Cout, int D, int H, int W, int kd, in
     cmp(name, out, d_out, no, TOL_RED);
     conv_transpose3d_backward(dx, dw, db, cw, dy, x, w, &d);
     CHECK(conv_transpose3d_backward_cuda(d_dx, d_dw, d_db, d_work, d_dy, d_x, d_w, &d) == 0);
-    snprintf(name, sizeof name, "%s dinp", tag);
-    cmp(name, dx, d_dx, ni, TOL_RED);
-    snprintf(name, sizeof name, "%s dweight", tag);
-    cmp(name, dw, d_dw, nw, TOL_RED);
-    snprintf(name, sizeof name, "%s dbias", tag);
-    cmp(name, db, d_db, Cout, TOL_RED);
+    cmp_conv_grads(tag, dx, d_dx, ni, dw, d_dw, nw, db, d_db, Cout);
     cmp_guards_only(tag, d_work, gws);
 
     /* a NaN in the input: every output the CPU makes NaN must be NaN on the
