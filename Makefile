@@ -66,7 +66,7 @@ $(BIN)/%: tools/%.c $(BUILD)/liblsdm.a $(wildcard libshared/*.h formats/*.h kern
 	@echo '  LD    $@'
 	@$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/liblsdm.a $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/c/%.c $(BUILD)/liblsdm.a
+$(BUILD)/tests/%: tests/c/%.c $(BUILD)/liblsdm.a $(wildcard tests/c/*.h)
 	@mkdir -p $(dir $@)
 	@echo '  LD    $@'
 	@$(CC) $(CPPFLAGS) -Itests/c $(CFLAGS) -o $@ $< $(BUILD)/liblsdm.a $(LDFLAGS) $(LDLIBS)

@@ -107,7 +107,7 @@ static void cmp_guards_only(const char *name, const float *dbuf, size_t n) {
 #define TOL_RED 1e-4
 
 /* The three gradients of a convolution against the CPU's. */
-static void cmp_conv_grads(const char *tag, const float *dx, const float *d_dx, size_t ni,
+static inline void cmp_conv_grads(const char *tag, const float *dx, const float *d_dx, size_t ni,
                            const float *dw, const float *d_dw, size_t nw,
                            const float *db, const float *d_db, size_t nb) {
     char name[160];
