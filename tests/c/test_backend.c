@@ -22,6 +22,7 @@
 #include "spade.h"
 #include "timestep_embedding.h"
 #include "optim.h"
+#include "pad3d.h"
 #include "rng.h"
 #endif
 
@@ -65,6 +66,9 @@ int main(void) {
         {LSDM_OP_TIMESTEP_EMBEDDING, (const void *)timestep_embedding_backward_cuda},
         {LSDM_OP_INTERPOLATE, (const void *)interp3d_forward_cuda},
         {LSDM_OP_INTERPOLATE, (const void *)interp3d_backward_cuda},
+        {LSDM_OP_PAD3D, (const void *)pad3d_forward_cuda},
+        {LSDM_OP_PAD3D, (const void *)pad3d_backward_cuda},
+        {LSDM_OP_BATCHNORM, (const void *)batchnorm_train_backward_cuda},
     };
     int claimed = 0;
     for (int op = 0; op < LSDM_OP_COUNT; op++) claimed += lsdm_backend_supports_op(LSDM_DEVICE_CUDA, (lsdm_op)op);
