@@ -203,7 +203,7 @@ def make_converter():
         # a plain state_dict and an EMA pick from a diffusion-trainer dict
         plain = os.path.join(d, 'plain.pt')
         torch.save(m.state_dict(), plain)
-        subprocess.run([sys.executable, 'tools/contrib/convert_checkpoint.py', plain,
+        subprocess.run([sys.executable, 'tools/contrib/convert_checkpoint.py', '--keep-all', plain,
                         os.path.join(d, 'plain.safetensors')], check=True)
         got = load_file(os.path.join(d, 'plain.safetensors'))
         assert set(got) == set(m.state_dict()), got.keys()

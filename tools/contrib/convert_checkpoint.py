@@ -6,6 +6,9 @@ VQ-GAN), a diffusion trainer checkpoint (.pt with 'model' and 'ema' state
 dicts: Unet3D_SPADE inside GaussianDiffusion) or a plain state_dict, and
 writes every tensor under its PyTorch name (the identity mapping: lsdm's
 model code uses the reference names; see tools/contrib/README.md).
+BatchNorm's *.num_batches_tracked counters and the VQ-GAN's LPIPS network
+(perceptual_model.*) are not model tensors for lsdm and are dropped unless
+--keep-all is given.
 
 Needs torch and safetensors. Not needed at run time by any lsdm program.
 
@@ -20,9 +23,11 @@ import os
 import sys
 import tempfile
 
-VERSION = '1'
+VERSION = '2'  # 2: drops num_batches_tracked and perceptual_model.* by default
 # prefixes stripped when every kept name carries them (the identity otherwise)
 WRAPPER_PREFIXES = ('state_dict.', 'module.', 'model.')
+# dropped by default (--keep-all keeps them): not model tensors for lsdm
+DEFAULT_EXCLUDE = ('*.num_batches_tracked', 'perceptual_model.*')
 DTYPES = {'f32': 'float32', 'f16': 'float16', 'bf16': 'bfloat16', 'keep': None}
 
 
@@ -31,15 +36,67 @@ def die(msg):
     sys.exit(1)
 
 
+class Placeholder:
+    """Stands in for a pickled class that is not loaded (the Hydra/OmegaConf
+    config Lightning stores, enums, typing.Any): inert, keeps its state."""
+
+    def __init__(self, *args, **kwargs):
+        if args:
+            self.__dict__['args'] = list(args)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state if isinstance(state, dict) else {'state': state})
+
+
+def placeholder(path):
+    mod, _, name = path.rpartition('.')
+    cls = type(name, (Placeholder,), {})
+    cls.__module__, cls.__qualname__ = mod, name
+    return cls
+
+
 def load(path, trust):
+    """torch.load; without --trust with weights_only=True, every class it
+    refuses replaced by an inert Placeholder (nothing of the file's choosing
+    runs), so a Lightning checkpoint loads without its config classes."""
     import pickle
+    import re
     import torch
-    try:
-        return torch.load(path, map_location='cpu', weights_only=not trust)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds
-        refused = isinstance(e, pickle.UnpicklingError) or 'weights_only' in str(e)
-        hint = ' (if you trust the file, --trust allows the pickled objects Lightning stores)' if refused and not trust else ''
-        die('%s: cannot load: %s%s' % (path, str(e).splitlines()[0] if str(e) else type(e).__name__, hint))
+    stubs = []
+    while True:
+        try:
+            if trust:
+                return torch.load(path, map_location='cpu', weights_only=False)
+            with torch.serialization.safe_globals(stubs):
+                obj = torch.load(path, map_location='cpu', weights_only=True)
+            if stubs:
+                print('convert_checkpoint: read as plain data (pickled classes not loaded): %s'
+                      % ', '.join('%s.%s' % (c.__module__, c.__qualname__) for c in stubs), file=sys.stderr)
+            return obj
+        except Exception as e:  # noqa: BLE001 - torch raises many kinds
+            m = re.search(r'GLOBAL ([\w.]+) was not an allowed global', str(e))
+            if not trust and isinstance(e, pickle.UnpicklingError) and m and len(stubs) < 200:
+                stubs.append(placeholder(m.group(1)))
+                continue
+            refused = isinstance(e, pickle.UnpicklingError) or 'weights_only' in str(e)
+            hint = ' (if you trust the file, --trust loads any pickled object)' if refused and not trust else ''
+            die('%s: cannot load: %s%s' % (path, str(e).splitlines()[0] if str(e) else type(e).__name__, hint))
+
+
+def plain(obj):
+    """Placeholders (an OmegaConf config: _content of nodes with _val) as
+    plain dicts and lists for the JSON metadata."""
+    if isinstance(obj, Placeholder):
+        d = vars(obj)
+        for k in ('_content', '_val', 'args', 'state'):
+            if k in d:
+                return plain(d[k])
+        return {k: plain(v) for k, v in d.items() if not k.startswith('_')}
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
 
 
 def is_state_dict(d):
@@ -90,12 +147,15 @@ def convert(sd, args):
         if not items:
             die('no tensor name starts with %r' % args.select)
     names, stripped = strip_common(k for k, _ in items)
+    exclude = list(args.exclude) + ([] if args.keep_all else list(DEFAULT_EXCLUDE))
     out = {}
+    dropped = 0
     for name, (_, v) in zip(names, items):
         for p in args.strip:
             if name.startswith(p):
                 name = name[len(p):]
-        if any(fnmatch.fnmatchcase(name, pat) for pat in args.exclude):
+        if any(fnmatch.fnmatchcase(name, pat) for pat in exclude):
+            dropped += 1
             continue
         if name in out:
             die('two tensors map to the name %r' % name)
@@ -105,6 +165,8 @@ def convert(sd, args):
         out[name] = v.contiguous().clone()  # no shared storage for safetensors
     if not out:
         die('nothing to write')
+    if dropped:
+        print('convert_checkpoint: %d tensors dropped (%s)' % (dropped, ', '.join(exclude)), file=sys.stderr)
     return out, stripped
 
 
@@ -119,7 +181,7 @@ def metadata(obj, src, where, stripped, extra):
                 meta[mk] = str(obj[k])
         hp = obj.get('hyper_parameters')
         if hp is not None:
-            meta['config'] = json.dumps(hp, default=str, sort_keys=True)
+            meta['config'] = json.dumps(plain(hp), default=str, sort_keys=True)
     for kv in extra:
         k, sep, v = kv.partition('=')
         if not sep or not k:
@@ -129,17 +191,25 @@ def metadata(obj, src, where, stripped, extra):
 
 
 def main():
-    ap = argparse.ArgumentParser(prog='convert_checkpoint.py', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(
+        prog='convert_checkpoint.py', description=__doc__.split('\n')[0],
+        epilog='By default %s are dropped: they are not model tensors for lsdm (BatchNorm '
+        'step counters, the VQ-GAN\'s LPIPS network). --keep-all keeps them.' % ' and '.join(DEFAULT_EXCLUDE))
     ap.add_argument('input', help='.ckpt (Lightning) or .pt (state_dict or trainer dict)')
     ap.add_argument('output', nargs='?', help='.safetensors to write (not with --list)')
     ap.add_argument('--ema', action='store_true', help="take the EMA weights ('ema') instead of 'model'")
     ap.add_argument('--select', metavar='PREFIX', help='keep only names under PREFIX, without it (e.g. denoise_fn.)')
     ap.add_argument('--strip', metavar='PREFIX', action='append', default=[], help='strip PREFIX where present')
     ap.add_argument('--exclude', metavar='GLOB', action='append', default=[],
-                    help='drop names matching GLOB (after stripping), e.g. "*.num_batches_tracked"')
+                    help='also drop names matching GLOB (after stripping)')
+    ap.add_argument('--keep-all', action='store_true',
+                    help='keep %s (dropped by default)' % ' and '.join(DEFAULT_EXCLUDE))
     ap.add_argument('--dtype', choices=sorted(DTYPES), default='f32', help='float tensors stored as (default f32)')
     ap.add_argument('--meta', metavar='KEY=VALUE', action='append', default=[], help='extra metadata')
-    ap.add_argument('--trust', action='store_true', help='allow arbitrary pickled objects (Lightning hyper-parameters)')
+    ap.add_argument('--trust', action='store_true',
+                    help='load every pickled object as is (may run code from the file); without it, '
+                    'classes outside torch\'s safe list (e.g. the Hydra config Lightning stores) '
+                    'are read as plain data')
     ap.add_argument('--list', action='store_true', help='print the tensors and metadata; write nothing')
     args = ap.parse_args()
     if not args.list and not args.output:
