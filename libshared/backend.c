@@ -4,7 +4,7 @@ static const char *const op_names[LSDM_OP_COUNT] = {
     "conv3d", "conv_transpose3d", "groupnorm", "instancenorm", "batchnorm", "activation",
     "elementwise", "linear", "spade", "attention", "rotary", "relpos_bias", "linear_attention",
     "timestep_embedding", "interpolate", "pool", "loss", "optim", "rng",
-    "pad3d",
+    "pad3d", "codebook",
 };
 
 const char *lsdm_op_name(lsdm_op op) { return op < LSDM_OP_COUNT ? op_names[op] : "?"; }
@@ -34,6 +34,7 @@ static const unsigned char cuda_ops[LSDM_OP_COUNT] = {
     [LSDM_OP_TIMESTEP_EMBEDDING] = 1,
     [LSDM_OP_INTERPOLATE] = 1,
     [LSDM_OP_PAD3D] = 1,
+    [LSDM_OP_CODEBOOK] = 1,
 #else
     [LSDM_OP_CONV3D] = 0, /* (keeps the list non-empty without CUDA) */
 #endif

@@ -28,6 +28,7 @@ typedef enum {
     LSDM_OP_OPTIM,
     LSDM_OP_RNG,
     LSDM_OP_PAD3D,
+    LSDM_OP_CODEBOOK,
     LSDM_OP_COUNT
 } lsdm_op;
 

@@ -9,6 +9,7 @@
 #include "activation.h"
 #include "attention.h"
 #include "batchnorm.h"
+#include "codebook.h"
 #include "conv3d.h"
 #include "conv_transpose3d.h"
 #include "elementwise.h"
@@ -66,6 +67,8 @@ int main(void) {
         {LSDM_OP_TIMESTEP_EMBEDDING, (const void *)timestep_embedding_backward_cuda},
         {LSDM_OP_INTERPOLATE, (const void *)interp3d_forward_cuda},
         {LSDM_OP_INTERPOLATE, (const void *)interp3d_backward_cuda},
+        {LSDM_OP_CODEBOOK, (const void *)codebook_nearest_cuda},
+        {LSDM_OP_CODEBOOK, (const void *)codebook_commitment_backward_cuda},
         {LSDM_OP_PAD3D, (const void *)pad3d_forward_cuda},
         {LSDM_OP_PAD3D, (const void *)pad3d_backward_cuda},
         {LSDM_OP_BATCHNORM, (const void *)batchnorm_train_backward_cuda},
