@@ -102,6 +102,8 @@ int checkpoint_load(const char *path, const ckpt_param *p, int n, ckpt_meta *met
     }
     for (int j = 0; rc == 0 && j < f.n; j++) {
         int known = 0;
+        /* a trainer's state (optimizer moments) is not part of the model */
+        known = strncmp(f.t[j].name, CKPT_TRAIN_PREFIX, strlen(CKPT_TRAIN_PREFIX)) == 0;
         for (int i = 0; !known && i < n; i++) known = strcmp(p[i].name, f.t[j].name) == 0;
         if (!known) rc = lsdm_err("checkpoint %s: unexpected tensor '%s' (not in the model)", path, f.t[j].name);
     }

@@ -14,6 +14,10 @@
 
 #include "safetensors.h"
 
+/* Tensors named CKPT_TRAIN_PREFIX... hold a trainer's state (optimizer
+ * moments): loading a model skips them unless it lists them. */
+#define CKPT_TRAIN_PREFIX "train_state."
+
 typedef struct {
     const char *name;
     int ndim;

@@ -1,0 +1,317 @@
+/* Tensors, parameters, the caching allocator and the tape (nn.h). The
+ * layer ops are in nn_ops.c. */
+#include "nn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "rng.h"
+
+/* ---- parameters ---- */
+
+nn_param *nn_param_new(nn_params *ps, const char *prefix, const char *suffix,
+                       int ndim, const int64_t *shape, int buffer) {
+    if (ps->n == ps->cap) {
+        int cap = ps->cap ? 2 * ps->cap : 64;
+        nn_param **p = realloc(ps->p, (size_t)cap * sizeof *p);
+        if (!p) return lsdm_err("out of memory"), NULL;
+        ps->p = p;
+        ps->cap = cap;
+    }
+    nn_param *p = calloc(1, sizeof *p);
+    if (!p) return lsdm_err("out of memory"), NULL;
+    if ((size_t)snprintf(p->name, sizeof p->name, "%s%s", prefix, suffix) >= sizeof p->name) {
+        free(p);
+        return lsdm_err("parameter name too long: %s%s", prefix, suffix), NULL;
+    }
+    p->ndim = ndim;
+    p->n = 1;
+    for (int i = 0; i < ndim; i++) {
+        p->shape[i] = shape[i];
+        p->n *= (size_t)shape[i];
+    }
+    p->buffer = buffer;
+    p->data = calloc(p->n, sizeof(float));
+    if (!p->data) {
+        free(p);
+        return lsdm_err("out of memory for %s", p->name), NULL;
+    }
+    ps->p[ps->n++] = p;
+    return p;
+}
+
+nn_param *nn_params_find(const nn_params *ps, const char *name) {
+    for (int i = 0; i < ps->n; i++)
+        if (!strcmp(ps->p[i]->name, name)) return ps->p[i];
+    return NULL;
+}
+
+size_t nn_params_count(const nn_params *ps, int with_buffers) {
+    size_t n = 0;
+    for (int i = 0; i < ps->n; i++)
+        if (with_buffers || !ps->p[i]->buffer) n += ps->p[i]->n;
+    return n;
+}
+
+int nn_params_alloc_grads(nn_params *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        nn_param *p = ps->p[i];
+        if (p->buffer || p->grad) continue;
+        p->grad = calloc(p->n, sizeof(float));
+        if (!p->grad) return lsdm_err("out of memory for gradients");
+    }
+    return 0;
+}
+
+void nn_params_zero_grads(nn_params *ps) {
+    for (int i = 0; i < ps->n; i++)
+        if (ps->p[i]->grad) memset(ps->p[i]->grad, 0, ps->p[i]->n * sizeof(float));
+}
+
+void nn_params_free(nn_params *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        free(ps->p[i]->data);
+        free(ps->p[i]->grad);
+        free(ps->p[i]);
+    }
+    free(ps->p);
+    memset(ps, 0, sizeof *ps);
+}
+
+ckpt_param *nn_params_ckpt(const nn_params *ps, const char *prefix_filter, int *count) {
+    ckpt_param *v = calloc(ps->n ? (size_t)ps->n : 1, sizeof *v);
+    if (!v) return lsdm_err("out of memory"), NULL;
+    int k = 0;
+    size_t lp = prefix_filter ? strlen(prefix_filter) : 0;
+    for (int i = 0; i < ps->n; i++) {
+        const nn_param *p = ps->p[i];
+        if (lp && strncmp(p->name, prefix_filter, lp)) continue;
+        v[k].name = p->name;
+        v[k].ndim = p->ndim;
+        for (int j = 0; j < p->ndim; j++) v[k].shape[j] = p->shape[j];
+        v[k].data = p->data;
+        k++;
+    }
+    *count = k;
+    return v;
+}
+
+void nn_init_uniform(nn_param *p, float bound, uint64_t seed, uint64_t stream) {
+    lsdm_rng_fill_uniform(p->data, p->n, seed, stream, 0);
+    for (size_t i = 0; i < p->n; i++) p->data[i] = (2 * p->data[i] - 1) * bound;
+}
+
+void nn_init_const(nn_param *p, float v) {
+    for (size_t i = 0; i < p->n; i++) p->data[i] = v;
+}
+
+/* ---- caching allocator ---- */
+
+struct nn_block {
+    void *ptr;
+    size_t size;
+    int used;
+};
+
+static void *ctx_alloc(nn_ctx *c, size_t bytes) {
+    if (bytes == 0) bytes = 64;
+    bytes = (bytes + 63) & ~(size_t)63;
+    for (int i = 0; i < c->nblocks; i++) {
+        nn_block *b = &c->blocks[i];
+        if (!b->used && b->size == bytes) {
+            b->used = 1;
+            c->bytes_in_use += bytes;
+            if (c->bytes_in_use > c->bytes_peak) c->bytes_peak = c->bytes_in_use;
+            return b->ptr;
+        }
+    }
+    if (c->nblocks == c->cap_blocks) {
+        int cap = c->cap_blocks ? 2 * c->cap_blocks : 256;
+        nn_block *nb = realloc(c->blocks, (size_t)cap * sizeof *nb);
+        if (!nb) goto fail;
+        c->blocks = nb;
+        c->cap_blocks = cap;
+    }
+    /* A miss: give back what is cached but unused first, so that memory
+     * held stays what is in use (a repeated step hits exact sizes and never
+     * gets here after its first run). */
+    nn_ctx_trim(c);
+    void *p = aligned_alloc(64, bytes);
+    if (!p) goto fail;
+    c->blocks[c->nblocks++] = (nn_block){p, bytes, 1};
+    c->bytes_held += bytes;
+    c->bytes_in_use += bytes;
+    if (c->bytes_in_use > c->bytes_peak) c->bytes_peak = c->bytes_in_use;
+    return p;
+fail:
+    if (!c->failed) lsdm_err("out of memory (%zu MiB more needed, %zu MiB in use)",
+                             bytes >> 20, c->bytes_in_use >> 20);
+    c->failed = 1;
+    return NULL;
+}
+
+static void ctx_release(nn_ctx *c, void *p) {
+    if (!p) return;
+    for (int i = c->nblocks - 1; i >= 0; i--) {
+        if (c->blocks[i].ptr == p) {
+            if (c->blocks[i].used) c->bytes_in_use -= c->blocks[i].size;
+            c->blocks[i].used = 0;
+            return;
+        }
+    }
+}
+
+void nn_ctx_trim(nn_ctx *c) {
+    int k = 0;
+    for (int i = 0; i < c->nblocks; i++) {
+        if (c->blocks[i].used) {
+            c->blocks[k++] = c->blocks[i];
+        } else {
+            free(c->blocks[i].ptr);
+            c->bytes_held -= c->blocks[i].size;
+        }
+    }
+    c->nblocks = k;
+}
+
+float *nn_scratch(nn_ctx *c, size_t floats) { return ctx_alloc(c, floats * sizeof(float)); }
+void nn_scratch_free(nn_ctx *c, float *p) { ctx_release(c, p); }
+
+/* ---- the context ---- */
+
+void nn_ctx_init(nn_ctx *c, int record) {
+    memset(c, 0, sizeof *c);
+    c->record = record;
+}
+
+static void tensor_release(nn_ctx *c, nn_tensor *t) {
+    if (!t->view) ctx_release(c, t->data);
+    ctx_release(c, t->grad);
+    free(t);
+}
+
+void nn_ctx_reset(nn_ctx *c) {
+    for (int i = 0; i < c->ntensors; i++)
+        if (c->tensors[i]) tensor_release(c, c->tensors[i]);
+    c->ntensors = 0;
+    c->nnodes = 0;
+    c->args_len = 0;
+    c->failed = 0;
+}
+
+void nn_ctx_free(nn_ctx *c) {
+    nn_ctx_reset(c);
+    nn_ctx_trim(c);
+    free(c->blocks);
+    free(c->tensors);
+    free(c->nodes);
+    free(c->args);
+    memset(c, 0, sizeof *c);
+}
+
+int nn_ctx_status(const nn_ctx *c) {
+    return c->failed ? -1 : 0;
+}
+
+static nn_tensor *tensor_struct(nn_ctx *c, int N, int C, int D, int H, int W) {
+    if (c->failed) return NULL;
+    if (c->ntensors == c->cap_tensors) {
+        int cap = c->cap_tensors ? 2 * c->cap_tensors : 256;
+        nn_tensor **t = realloc(c->tensors, (size_t)cap * sizeof *t);
+        if (!t) {
+            lsdm_err("out of memory");
+            c->failed = 1;
+            return NULL;
+        }
+        c->tensors = t;
+        c->cap_tensors = cap;
+    }
+    nn_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        lsdm_err("out of memory");
+        c->failed = 1;
+        return NULL;
+    }
+    t->N = N, t->C = C, t->D = D, t->H = H, t->W = W;
+    t->n = (size_t)N * C * D * H * W;
+    c->tensors[c->ntensors++] = t;
+    return t;
+}
+
+nn_tensor *nn_tensor_new(nn_ctx *c, int N, int C, int D, int H, int W) {
+    nn_tensor *t = tensor_struct(c, N, C, D, H, W);
+    if (!t) return NULL;
+    t->data = ctx_alloc(c, t->n * sizeof(float));
+    if (!t->data) return NULL;
+    return t;
+}
+
+nn_tensor *nn_tensor_wrap(nn_ctx *c, float *data, int N, int C, int D, int H, int W) {
+    nn_tensor *t = tensor_struct(c, N, C, D, H, W);
+    if (!t) return NULL;
+    t->data = data;
+    t->view = 1;
+    return t;
+}
+
+nn_tensor *nn_detach(nn_ctx *c, nn_tensor *x) {
+    nn_tensor *t = nn_tensor_wrap(c, x->data, x->N, x->C, x->D, x->H, x->W);
+    return t;
+}
+
+float *nn_grad(nn_ctx *c, nn_tensor *t) {
+    if (!t->grad) {
+        t->grad = ctx_alloc(c, t->n * sizeof(float));
+        if (t->grad) memset(t->grad, 0, t->n * sizeof(float));
+    }
+    return t->grad;
+}
+
+void nn_drop(nn_ctx *c, nn_tensor *t) {
+    if (c->record || !t) return;
+    for (int i = c->ntensors - 1; i >= 0; i--) {
+        if (c->tensors[i] == t) {
+            tensor_release(c, t);
+            c->tensors[i] = c->tensors[--c->ntensors];
+            return;
+        }
+    }
+}
+
+/* ---- the tape ---- */
+
+void nn_tape_push(nn_ctx *c, nn_backward_fn fn, const void *args, size_t size) {
+    if (!c->record || c->failed) return;
+    size_t off = (c->args_len + 15) & ~(size_t)15;
+    if (off + size > c->args_cap) {
+        size_t cap = c->args_cap ? 2 * c->args_cap : 1 << 16;
+        while (cap < off + size) cap *= 2;
+        unsigned char *a = realloc(c->args, cap);
+        if (!a) goto fail;
+        c->args = a;
+        c->args_cap = cap;
+    }
+    if (c->nnodes == c->cap_nodes) {
+        int cap = c->cap_nodes ? 2 * c->cap_nodes : 256;
+        void *n = realloc(c->nodes, (size_t)cap * sizeof *c->nodes);
+        if (!n) goto fail;
+        c->nodes = n;
+        c->cap_nodes = cap;
+    }
+    memcpy(c->args + off, args, size);
+    c->args_len = off + size;
+    c->nodes[c->nnodes].fn = fn;
+    c->nodes[c->nnodes].off = off;
+    c->nnodes++;
+    return;
+fail:
+    lsdm_err("out of memory for the tape");
+    c->failed = 1;
+}
+
+void nn_backward(nn_ctx *c) {
+    for (int i = c->nnodes - 1; i >= 0 && !c->failed; i--)
+        c->nodes[i].fn(c, c->args + c->nodes[i].off);
+}

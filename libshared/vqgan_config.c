@@ -1,0 +1,179 @@
+/* VQ-GAN configurations: the named ones and the `key = value` text. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "vqgan.h"
+
+int vqgan_config_named(vqgan_config *cfg, const char *name) {
+    /* med-lsdm: the reference run (Med-LSDM vqgan.sh, DESIGN.md). */
+    vqgan_config ref = {
+        .n_hiddens = 16, .downsample = {4, 4, 4}, .image_channels = 1, .embedding_dim = 8,
+        .n_codes = 16384, .num_groups = 32, .pad_mode = CONV3D_PAD_REPLICATE, .spade = 0,
+        .label_nc = 5, .spade_hidden = 128, .spade_groups = 8, .disc_channels = 64,
+        .disc_layers = 3,
+    };
+    *cfg = ref;
+    if (!strcmp(name, "med-lsdm")) return 0;
+    if (!strcmp(name, "med-lsdm-spade")) {
+        cfg->spade = 1;
+        return 0;
+    }
+    /* tiny: the same layout at a width that trains on phantoms on 2 cores
+     * in minutes. */
+    if (!strcmp(name, "tiny") || !strcmp(name, "tiny-spade")) {
+        cfg->n_hiddens = 8;
+        cfg->n_codes = 1024;
+        cfg->num_groups = 8;
+        cfg->spade_hidden = 16;
+        cfg->disc_channels = 16;
+        cfg->spade = !strcmp(name, "tiny-spade");
+        return 0;
+    }
+    return lsdm_err("unknown model config '%s' (med-lsdm, med-lsdm-spade, tiny, tiny-spade, or a file)",
+                    name);
+}
+
+static int parse_int(const char *v, int *out) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || x < 0 || x > 1 << 24) return -1;
+    *out = (int)x;
+    return 0;
+}
+
+static int set_key(vqgan_config *c, const char *k, const char *v) {
+    struct { const char *key; int *dst; } ints[] = {
+        {"n_hiddens", &c->n_hiddens}, {"image_channels", &c->image_channels},
+        {"embedding_dim", &c->embedding_dim}, {"n_codes", &c->n_codes},
+        {"num_groups", &c->num_groups}, {"label_nc", &c->label_nc},
+        {"spade_hidden", &c->spade_hidden}, {"spade_groups", &c->spade_groups},
+        {"disc_channels", &c->disc_channels}, {"disc_layers", &c->disc_layers},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (!strcmp(k, ints[i].key)) return parse_int(v, ints[i].dst);
+    if (!strcmp(k, "model")) return strcmp(v, "vqgan") ? -1 : 0;
+    if (!strcmp(k, "downsample")) {
+        int a, b, d;
+        char extra;
+        if (sscanf(v, "%d,%d,%d%c", &a, &b, &d, &extra) == 3) {
+            c->downsample[0] = a, c->downsample[1] = b, c->downsample[2] = d;
+            return 0;
+        }
+        if (sscanf(v, "%d%c", &a, &extra) == 1) {
+            c->downsample[0] = c->downsample[1] = c->downsample[2] = a;
+            return 0;
+        }
+        return -1;
+    }
+    if (!strcmp(k, "padding_type")) {
+        if (!strcmp(v, "replicate")) c->pad_mode = CONV3D_PAD_REPLICATE;
+        else if (!strcmp(v, "zeros") || !strcmp(v, "constant")) c->pad_mode = CONV3D_PAD_ZERO;
+        else return -1;
+        return 0;
+    }
+    if (!strcmp(k, "decoder")) {
+        if (!strcmp(v, "plain")) c->spade = 0;
+        else if (!strcmp(v, "spade")) c->spade = 1;
+        else return -1;
+        return 0;
+    }
+    return -2;
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+    return s;
+}
+
+int vqgan_config_parse(vqgan_config *cfg, const char *text) {
+    char *buf = strdup(text), *save = NULL;
+    if (!buf) return lsdm_err("out of memory");
+    int lineno = 0, rc = 0;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) eq = strchr(s, ':');
+        if (!eq) {
+            rc = lsdm_err("config line %d: expected 'key = value': %s", lineno, s);
+            break;
+        }
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        int r = set_key(cfg, k, v);
+        if (r == -2) {
+            rc = lsdm_err("config line %d: unknown key '%s'", lineno, k);
+            break;
+        }
+        if (r < 0) {
+            rc = lsdm_err("config line %d: bad value for %s: '%s'", lineno, k, v);
+            break;
+        }
+    }
+    free(buf);
+    return rc < 0 ? -1 : vqgan_config_check(cfg);
+}
+
+int vqgan_config_load(vqgan_config *cfg, const char *name_or_path) {
+    if (!strchr(name_or_path, '/') && !strchr(name_or_path, '.'))
+        return vqgan_config_named(cfg, name_or_path);
+    FILE *f = fopen(name_or_path, "rb");
+    if (!f) return lsdm_err("cannot open config %s: %m", name_or_path);
+    char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    vqgan_config_named(cfg, "med-lsdm");
+    if (vqgan_config_parse(cfg, text) < 0) return lsdm_err_ctx("%s", name_or_path);
+    return 0;
+}
+
+const char *vqgan_config_text(const vqgan_config *c) {
+    static char buf[1024];
+    snprintf(buf, sizeof buf,
+             "model = vqgan\nn_hiddens = %d\ndownsample = %d,%d,%d\nimage_channels = %d\n"
+             "embedding_dim = %d\nn_codes = %d\nnum_groups = %d\npadding_type = %s\n"
+             "decoder = %s\nlabel_nc = %d\nspade_hidden = %d\nspade_groups = %d\n"
+             "disc_channels = %d\ndisc_layers = %d\n",
+             c->n_hiddens, c->downsample[0], c->downsample[1], c->downsample[2],
+             c->image_channels, c->embedding_dim, c->n_codes, c->num_groups,
+             c->pad_mode == CONV3D_PAD_REPLICATE ? "replicate" : "zeros",
+             c->spade ? "spade" : "plain", c->label_nc, c->spade_hidden, c->spade_groups,
+             c->disc_channels, c->disc_layers);
+    return buf;
+}
+
+int vqgan_factor(const vqgan_config *cfg, int axis) {
+    return cfg->downsample[axis];
+}
+
+int vqgan_config_check(const vqgan_config *c) {
+    int f = c->downsample[0];
+    if (f < 1 || (f & (f - 1)) || f > 1 << (VQ_MAX_STAGES - 1))
+        return lsdm_err("config: downsample %d is not a power of 2 up to %d", f,
+                        1 << (VQ_MAX_STAGES - 1));
+    if (c->downsample[1] != f || c->downsample[2] != f)
+        return lsdm_err("config: downsample must be the same on every axis (got %d,%d,%d)",
+                        c->downsample[0], c->downsample[1], c->downsample[2]);
+    if (c->n_hiddens < 1 || c->image_channels < 1 || c->embedding_dim < 1 || c->n_codes < 1)
+        return lsdm_err("config: n_hiddens, image_channels, embedding_dim and n_codes must be positive");
+    int top = c->n_hiddens * f;
+    if (c->num_groups < 1 || top % c->num_groups || (f > 1 && (2 * c->n_hiddens) % c->num_groups))
+        return lsdm_err("config: num_groups %d does not divide the encoder/decoder widths",
+                        c->num_groups);
+    if (c->spade && (c->label_nc < 1 || c->spade_hidden < 1 || c->spade_groups < 1 ||
+                     top % c->spade_groups || (2 * c->n_hiddens) % c->spade_groups))
+        return lsdm_err("config: label_nc, spade_hidden, spade_groups do not fit the decoder");
+    if (c->disc_layers < 1 || c->disc_layers > VQ_MAX_STAGES - 2 || c->disc_channels < 1)
+        return lsdm_err("config: disc_layers must be 1..%d and disc_channels positive",
+                        VQ_MAX_STAGES - 2);
+    return 0;
+}
