@@ -70,6 +70,21 @@ void nn_params_zero_grads(nn_params *ps) {
         if (ps->p[i]->grad) memset(ps->p[i]->grad, 0, ps->p[i]->n * sizeof(float));
 }
 
+void nn_params_freeze(nn_params *ps, int frozen) {
+    for (int i = 0; i < ps->n; i++) ps->p[i]->frozen = frozen;
+}
+
+int nn_params_grads(const nn_params *ps, float **data, float **grad, size_t *n) {
+    int k = 0;
+    for (int i = 0; i < ps->n; i++) {
+        nn_param *p = ps->p[i];
+        if (p->buffer || !p->grad) continue;
+        data[k] = p->data, grad[k] = p->grad, n[k] = p->n;
+        k++;
+    }
+    return k;
+}
+
 void nn_params_free(nn_params *ps) {
     for (int i = 0; i < ps->n; i++) {
         free(ps->p[i]->data);
@@ -309,6 +324,11 @@ void nn_tape_push(nn_ctx *c, nn_backward_fn fn, const void *args, size_t size) {
 fail:
     lsdm_err("out of memory for the tape");
     c->failed = 1;
+}
+
+void nn_tape_clear(nn_ctx *c) {
+    c->nnodes = 0;
+    c->args_len = 0;
 }
 
 void nn_backward(nn_ctx *c) {

@@ -39,12 +39,12 @@ typedef struct {
     float *data;   /* owned */
     float *grad;   /* owned; NULL until nn_params_alloc_grads */
     int buffer;    /* 1: saved in checkpoints, never trained (running stats, codebook) */
+    int frozen;    /* 1: takes no gradient now (e.g. D during G's step) */
 } nn_param;
 
 typedef struct {
     nn_param **p;  /* stable addresses: layers keep pointers */
     int n, cap;
-    int frozen;    /* 1: no gradients into these parameters (e.g. D during G's step) */
 } nn_params;
 
 /* Register a zero-filled tensor called prefix + suffix. NULL with lsdm_err. */
@@ -54,6 +54,11 @@ nn_param *nn_params_find(const nn_params *ps, const char *name);
 size_t nn_params_count(const nn_params *ps, int with_buffers);
 int nn_params_alloc_grads(nn_params *ps);
 void nn_params_zero_grads(nn_params *ps);
+/* Freeze (1) or thaw (0) every parameter of the set. */
+void nn_params_freeze(nn_params *ps, int frozen);
+/* The grad buffers and sizes of the trainable parameters, for clipping and
+ * the optimiser: fills up to ps->n entries, returns the count. */
+int nn_params_grads(const nn_params *ps, float **data, float **grad, size_t *n);
 void nn_params_free(nn_params *ps);
 /* Views for checkpoint_save/load: every tensor (weights and buffers).
  * The array is malloc'ed, the caller frees it (not the data). */
@@ -123,6 +128,9 @@ void nn_drop(nn_ctx *c, nn_tensor *t);
 void nn_tape_push(nn_ctx *c, nn_backward_fn fn, const void *args, size_t size);
 /* Run the tape in reverse, accumulating into tensor and parameter grads. */
 void nn_backward(nn_ctx *c);
+/* Forget the tape but keep the tensors (a second backward pass over new
+ * ops, e.g. the discriminator's step on the generator's outputs). */
+void nn_tape_clear(nn_ctx *c);
 
 /* ---- layers ---- */
 
@@ -180,6 +188,8 @@ nn_tensor *nn_add(nn_ctx *c, nn_tensor *a, nn_tensor *b);
 nn_tensor *nn_spade_mod(nn_ctx *c, nn_tensor *x, nn_tensor *gamma, nn_tensor *beta);
 /* Pad (d0,d1,h0,h1,w0,w1) voxels, PAD3D_ZERO or PAD3D_REPLICATE (kernels/pad3d.h). */
 nn_tensor *nn_pad(nn_ctx *c, nn_tensor *x, const int pad[6], int mode);
+/* (N,C,1,H,W) = x[n, :, d[n]] : one depth slice per batch element. */
+nn_tensor *nn_take_slices(nn_ctx *c, nn_tensor *x, const int *d);
 /* Nearest-neighbour resize to (D, H, W) (F.interpolate mode 'nearest');
  * x itself when it has that size already. */
 nn_tensor *nn_resize_nearest(nn_ctx *c, nn_tensor *x, int D, int H, int W);

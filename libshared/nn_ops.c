@@ -16,7 +16,7 @@
 
 /* The grad buffer of a parameter, or NULL when it takes none. */
 static float *pgrad(const nn_param *p) {
-    return p ? p->grad : NULL;
+    return p && !p->frozen ? p->grad : NULL;
 }
 
 static float *tgrad(nn_ctx *c, nn_tensor *t) {
@@ -24,7 +24,7 @@ static float *tgrad(nn_ctx *c, nn_tensor *t) {
 }
 
 static int wants_grad(const nn_param *w, const nn_tensor *x) {
-    return x->needs_grad || (w && w->grad);
+    return x->needs_grad || pgrad(w);
 }
 
 /* ---- layer construction ---- */
@@ -450,6 +450,52 @@ nn_tensor *nn_resize_nearest(nn_ctx *c, nn_tensor *x, int D, int H, int W) {
         y->needs_grad = 1;
         resize_args a = {x, y, d};
         nn_tape_push(c, resize_back, &a, sizeof a);
+    }
+    return y;
+}
+
+/* ---- one depth slice per batch element ---- */
+
+typedef struct {
+    nn_tensor *x, *y;
+    int d[64];
+} take_args;
+
+static void take_back(void *ctx, void *args) {
+    nn_ctx *c = ctx;
+    take_args *a = args;
+    if (!a->y->grad || !a->x->needs_grad) return;
+    float *dx = nn_grad(c, a->x);
+    if (!dx) return;
+    size_t plane = (size_t)a->x->H * a->x->W;
+    for (int n = 0; n < a->x->N; n++)
+        for (int ch = 0; ch < a->x->C; ch++) {
+            float *dst = dx + (((size_t)n * a->x->C + ch) * a->x->D + a->d[n]) * plane;
+            const float *src = a->y->grad + ((size_t)n * a->x->C + ch) * plane;
+            for (size_t i = 0; i < plane; i++) dst[i] += src[i];
+        }
+}
+
+nn_tensor *nn_take_slices(nn_ctx *c, nn_tensor *x, const int *d) {
+    if (!x) return NULL;
+    if (x->N > 64) {
+        lsdm_err("take_slices: batch %d over 64", x->N);
+        c->failed = 1;
+        return NULL;
+    }
+    nn_tensor *y = nn_tensor_new(c, x->N, x->C, 1, x->H, x->W);
+    if (!y) return NULL;
+    size_t plane = (size_t)x->H * x->W;
+    take_args a = {x, y, {0}};
+    for (int n = 0; n < x->N; n++) {
+        a.d[n] = d[n] < 0 ? 0 : d[n] >= x->D ? x->D - 1 : d[n];
+        for (int ch = 0; ch < x->C; ch++)
+            memcpy(y->data + ((size_t)n * x->C + ch) * plane,
+                   x->data + (((size_t)n * x->C + ch) * x->D + a.d[n]) * plane, plane * sizeof(float));
+    }
+    if (c->record && x->needs_grad) {
+        y->needs_grad = 1;
+        nn_tape_push(c, take_back, &a, sizeof a);
     }
     return y;
 }

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "rng.h"
 #include "../kernels/codebook.h"
+#include "../kernels/spade.h"
 
 static const int K1[3] = {1, 1, 1}, K3[3] = {3, 3, 3}, K4[3] = {4, 4, 4};
 static const int S1[3] = {1, 1, 1}, S2[3] = {2, 2, 2}, P0[3] = {0, 0, 0}, P1[3] = {1, 1, 1};
@@ -267,10 +268,57 @@ nn_tensor *vqgan_lookup(nn_ctx *c, const vqgan *m, const int32_t *idx, int N, in
     return zq;
 }
 
+/* Inference (not recording): the mlp convs are k(1,3,3) and never mix
+ * depth, so gamma and beta are computed and applied a few slices at a
+ * time; the hidden activation (spade_hidden channels at x's resolution, 1
+ * GiB at med-lsdm 32x256x256) then never exists whole. Same arithmetic
+ * per element as the unchunked path, so the same results. n is modulated
+ * in place; sr is the mask at n's resolution. */
+static nn_tensor *spade_norm_chunked(nn_ctx *c, const vq_spade_norm *s, nn_tensor *n,
+                                     nn_tensor *sr, size_t chunk_bytes) {
+    int N = n->N, C = n->C, D = n->D, L = sr->C;
+    size_t HW = (size_t)n->H * n->W;
+    size_t slice = (size_t)N * s->shared.Cout * HW * sizeof(float); /* hidden, one slice */
+    int dc = (int)(chunk_bytes / (slice ? slice : 1));
+    if (dc < 1) dc = 1;
+    if (dc > D) dc = D;
+    for (int d0 = 0; d0 < D && !c->failed; d0 += dc) {
+        int k = D - d0 < dc ? D - d0 : dc;
+        nn_tensor *sc = nn_tensor_new(c, N, L, k, n->H, n->W);
+        if (!sc) return NULL;
+        for (int i = 0; i < N * L; i++) /* (N,L,D,H,W) -> (N,L,k,H,W) */
+            memcpy(sc->data + (size_t)i * k * HW, sr->data + ((size_t)i * D + d0) * HW,
+                   (size_t)k * HW * sizeof(float));
+        nn_tensor *a = nn_act(c, ACT_RELU, 0, nn_conv3d(c, &s->shared, sc));
+        nn_drop(c, sc);
+        nn_tensor *gamma = nn_conv3d(c, &s->gamma, a);
+        nn_tensor *beta = nn_conv3d(c, &s->beta, a);
+        nn_drop(c, a);
+        if (!gamma || !beta) return NULL;
+        for (int i = 0; i < N * C; i++) { /* n[:, :, d0:d0+k] *= (1 + gamma) += beta */
+            float *x = n->data + ((size_t)i * D + d0) * HW;
+            size_t o = (size_t)i * k * HW;
+            spade_forward(x, x, gamma->data + o, beta->data + o, (size_t)k * HW);
+        }
+        nn_drop(c, gamma);
+        nn_drop(c, beta);
+    }
+    return c->failed ? NULL : n;
+}
+
 /* SPADEGroupNorm3D: gn(x) * (1 + gamma(seg)) + beta(seg), seg resized to x. */
-static nn_tensor *spade_norm(nn_ctx *c, const vq_spade_norm *s, nn_tensor *x, nn_tensor *seg) {
+static nn_tensor *spade_norm(nn_ctx *c, const vqgan *m, const vq_spade_norm *s, nn_tensor *x,
+                             nn_tensor *seg) {
     nn_tensor *n = nn_gn(c, &s->gn, x);
     nn_tensor *sr = nn_resize_nearest(c, seg, x->D, x->H, x->W);
+    if (!c->record) {
+        nn_tensor *y = n && sr ? spade_norm_chunked(c, s, n, sr, m->spade_chunk_bytes
+                                                                   ? m->spade_chunk_bytes
+                                                                   : VQ_SPADE_CHUNK_BYTES)
+                               : NULL;
+        if (sr != seg) nn_drop(c, sr);
+        return y;
+    }
     nn_tensor *a = nn_act(c, ACT_RELU, 0, nn_conv3d(c, &s->shared, sr));
     if (sr != seg) nn_drop(c, sr);
     nn_tensor *gamma = nn_conv3d(c, &s->gamma, a);
@@ -282,11 +330,11 @@ static nn_tensor *spade_norm(nn_ctx *c, const vq_spade_norm *s, nn_tensor *x, nn
     return y;
 }
 
-static nn_tensor *spade_resblock(nn_ctx *c, const vq_spade_res *r, nn_tensor *x, nn_tensor *seg) {
-    nn_tensor *h = nn_act(c, ACT_SILU, 0, spade_norm(c, &r->n1, x, seg));
+static nn_tensor *spade_resblock(nn_ctx *c, const vqgan *m, const vq_spade_res *r, nn_tensor *x, nn_tensor *seg) {
+    nn_tensor *h = nn_act(c, ACT_SILU, 0, spade_norm(c, m, &r->n1, x, seg));
     nn_tensor *t = nn_conv3d(c, &r->c1, h);
     nn_drop(c, h);
-    h = nn_act(c, ACT_SILU, 0, spade_norm(c, &r->n2, t, seg));
+    h = nn_act(c, ACT_SILU, 0, spade_norm(c, m, &r->n2, t, seg));
     nn_drop(c, t);
     t = nn_conv3d(c, &r->c2, h);
     nn_drop(c, h);
@@ -317,7 +365,7 @@ nn_tensor *vqgan_decode(nn_ctx *c, const vqgan *m, nn_tensor *zq, nn_tensor *seg
         }
     }
     nn_tensor *h = nn_conv3d(c, &m->post_vq, zq), *t;
-    t = cfg->spade ? spade_norm(c, &m->sdec_final, h, seg) : nn_gn(c, &m->dec_final, h);
+    t = cfg->spade ? spade_norm(c, m, &m->sdec_final, h, seg) : nn_gn(c, &m->dec_final, h);
     nn_drop(c, h);
     h = nn_act(c, ACT_SILU, 0, t);
     for (int i = 0; i < m->stages; i++) {
@@ -325,7 +373,7 @@ nn_tensor *vqgan_decode(nn_ctx *c, const vqgan *m, nn_tensor *zq, nn_tensor *seg
         nn_drop(c, h);
         h = t;
         for (int j = 0; j < 2; j++) {
-            t = cfg->spade ? spade_resblock(c, &m->sdec_res[i][j], h, seg)
+            t = cfg->spade ? spade_resblock(c, m, &m->sdec_res[i][j], h, seg)
                            : resblock(c, &m->dec_res[i][j], h);
             if (t != h) nn_drop(c, h);
             h = t;

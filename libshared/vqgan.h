@@ -86,7 +86,11 @@ typedef struct {
     /* discriminators */
     vq_disc d2, d3;
     int has_disc;    /* loaded from the checkpoint (vqgan_load) */
+    /* Inference: the SPADE mlp runs on depth chunks whose hidden
+     * activation is at most this many bytes (0: VQ_SPADE_CHUNK_BYTES). */
+    size_t spade_chunk_bytes;
 } vqgan;
+#define VQ_SPADE_CHUNK_BYTES ((size_t)64 << 20)
 
 /* Build the model with PyTorch-default random weights from seed. */
 int vqgan_init(vqgan *m, const vqgan_config *cfg, uint64_t seed);
