@@ -149,12 +149,18 @@ static void *ctx_alloc(nn_ctx *c, size_t bytes) {
         c->blocks = nb;
         c->cap_blocks = cap;
     }
-    /* A miss: give back what is cached but unused first, so that memory
-     * held stays what is in use (a repeated step hits exact sizes and never
-     * gets here after its first run). */
-    nn_ctx_trim(c);
+    /* A miss. Training keeps its cache: trimming here would make the next
+     * step miss too, one size after another, and a step repeats the same
+     * sizes. Inference gives back what is cached but unused, so that the
+     * memory held stays the memory in use (weights + a few activations):
+     * a run of same-sized tiles then maps its memory again per tile. */
+    if (!c->record) nn_ctx_trim(c);
     void *p = aligned_alloc(64, bytes);
-    if (!p) goto fail;
+    if (!p) {
+        nn_ctx_trim(c);
+        p = aligned_alloc(64, bytes);
+        if (!p) goto fail;
+    }
     c->blocks[c->nblocks++] = (nn_block){p, bytes, 1};
     c->bytes_held += bytes;
     c->bytes_in_use += bytes;
