@@ -16,7 +16,7 @@ enum { RNG_CODEBOOK = 0x4342, RNG_FRAMES = 0x4652 };
 vq_train_opts vq_train_opts_default(void) {
     vq_train_opts o = {
         .lr = 3e-4, .l1_weight = 4, .image_gan_weight = 1, .video_gan_weight = 1,
-        .gan_feat_weight = 4, .disc_start = 10000, .grad_clip = 1.0, .commit_beta = 0.25,
+        .gan_feat_weight = 4, .perceptual_weight = 4, .lpips = NULL, .disc_start = 10000, .grad_clip = 1.0, .commit_beta = 0.25,
         .update_codebook = 1, .ema = codebook_ema_params_reference(), .seed = 0,
     };
     return o;
@@ -156,12 +156,21 @@ int vq_trainer_gen_backward(vq_trainer *t, const float *x, const float *seg, int
     l1_loss_backward(dy, y->data, x, y->n, (float)o->l1_weight);
 
     st->gan_on = t->step >= o->disc_start;
-    if (st->gan_on) {
+    int lp = o->lpips && o->perceptual_weight > 0;
+    nn_tensor *fr_fake = NULL, *fr_real = NULL;
+    if (st->gan_on || lp) {
+        /* one random slice per block for the 2D discriminator and LPIPS */
         int d[64];
         lsdm_rng r;
         lsdm_rng_init(&r, lsdm_rng_derive(o->seed, (uint64_t)t->step, RNG_FRAMES), 0);
         for (int n = 0; n < N && n < 64; n++) d[n] = (int)(lsdm_rng_u32(&r) % (uint32_t)D);
-        nn_tensor *fr_fake = nn_take_slices(c, y, d), *fr_real = nn_take_slices(c, xt, d);
+        fr_fake = nn_take_slices(c, y, d), fr_real = nn_take_slices(c, xt, d);
+    }
+    if (lp) {
+        double w = o->perceptual_weight;
+        st->perceptual = w * lpips_loss(c, o->lpips, fr_real, fr_fake, (float)w);
+    }
+    if (st->gan_on) {
         nn_tensor *f2[VQ_MAX_STAGES], *f3[VQ_MAX_STAGES], *r2[VQ_MAX_STAGES], *r3[VQ_MAX_STAGES];
         int L2 = m->d2.layers, L3 = m->d3.layers;
         if (vq_disc_forward(c, &m->d2, fr_fake, f2) < 0 || vq_disc_forward(c, &m->d3, y, f3) < 0)
@@ -182,7 +191,7 @@ int vq_trainer_gen_backward(vq_trainer *t, const float *x, const float *seg, int
     }
     nn_backward(c);
     if (nn_ctx_status(c) < 0) return -1;
-    st->loss = st->recon + st->commit + o->image_gan_weight * st->g_image * st->gan_on +
+    st->loss = st->recon + st->commit + st->perceptual + o->image_gan_weight * st->g_image * st->gan_on +
                o->video_gan_weight * st->g_video * st->gan_on + st->g_feat;
     return 0;
 }

@@ -1,6 +1,7 @@
 /* Training the VQ-GAN as the reference (vq_gan_3d/model/vqgan.py
  * training_step): per step a generator update on
  *   l1_weight * L1(x_rec, x) + commitment
+ *   + perceptual_weight * LPIPS(slice, slice_rec)   (when LPIPS weights are given)
  *   + [after disc_start] image_gan_weight * -mean(D2(frames_rec))
  *                      + video_gan_weight * -mean(D3(x_rec))
  *                      + gan_feat_weight * sum_i L1(D_i(fake), D_i(real))
@@ -18,6 +19,7 @@
 #define LSDM_VQGAN_TRAIN_H
 
 #include "../kernels/codebook.h"
+#include "lpips.h"
 #include "optim.h"
 #include "vqgan.h"
 
@@ -27,6 +29,8 @@ typedef struct {
     double image_gan_weight; /* 1 */
     double video_gan_weight; /* 1 */
     double gan_feat_weight;  /* 4 (the reference run) */
+    double perceptual_weight;/* LPIPS weight (the reference run: 4); needs `lpips` */
+    const lpips *lpips;      /* LPIPS weights, or NULL: no perceptual term */
     long disc_start;         /* step from which the GAN terms and D train */
     double grad_clip;        /* 1.0; 0 = off */
     double commit_beta;      /* 0.25 */
@@ -39,6 +43,7 @@ vq_train_opts vq_train_opts_default(void);
 
 typedef struct {
     double recon, commit;       /* l1_weight * L1 and beta * MSE */
+    double perceptual;          /* perceptual_weight * LPIPS of the slices */
     double g_image, g_video;    /* -mean(logits) of the fakes */
     double g_feat;              /* weighted feature matching */
     double d_image, d_video;    /* hinge losses */

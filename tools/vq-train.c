@@ -44,20 +44,23 @@ static const char HELP[] =
     "      --disc-start N    step at which the GAN losses start (default 10000)\n"
     "      --l1-weight X     (default 4)    --gan-feat-weight X (default 4)\n"
     "      --image-gan-weight X, --video-gan-weight X   (default 1, 1)\n"
+    "      --lpips WEIGHTS   add the LPIPS perceptual loss of one slice per block, with\n"
+    "                        these VGG16 + LPIPS weights (tools/contrib/convert_lpips.py)\n"
+    "      --perceptual-weight X   its weight (default 4, as the reference runs)\n"
     "      --grad-clip X     gradient norm clipping (default 1; 0 off)\n"
     "      --no-restart      no random restarts of unused codes\n"
     "      --seed N          seed of every random choice (default 0)\n"
     "      --save-every N    checkpoint every N steps (default 500)\n"
     "      --log CSV         append one line per --log-every steps (default 10)\n"
-    "      --val VAL         validation volumes: PSNR of their centre block at\n"
-    "                        each save and at the end\n"
+    "      --val VAL         validation volumes: PSNR of their reconstruction (whole\n"
+    "                        volumes) at each save and at the end\n"
     "      --preview PNG     input | reconstruction of the first validation (else\n"
-    "                        training) block's middle slice, at each save\n"
+    "                        training) volume's middle slice, at each save\n"
     LSDM_ENGINE_HELP
     LSDM_COMMON_HELP
     "\n"
-    "LPIPS is not used (no weights ship with lsdm). The progress line (a terminal,\n"
-    "not -q) shows the losses, codebook usage and speed.\n"
+    "Without --lpips there is no perceptual term (no weights ship with lsdm). The\n"
+    "progress line (a terminal, not -q) shows the losses, codebook usage and speed.\n"
     "Exit status: 0 ok, 1 error (bad data, divergence: the last checkpoint stays),\n"
     "2 usage error.\n";
 
@@ -65,7 +68,7 @@ enum {
     OPT_INIT = LSDM_OPT_FIRST_TOOL, OPT_RESUME, OPT_SEG, OPT_STEPS, OPT_MINUTES, OPT_BATCH,
     OPT_BLOCK, OPT_SHAPE, OPT_FLIP, OPT_LR, OPT_DISC_START, OPT_L1, OPT_FEAT, OPT_IMG_GAN,
     OPT_VID_GAN, OPT_CLIP, OPT_NO_RESTART, OPT_SEED, OPT_SAVE_EVERY, OPT_LOG, OPT_LOG_EVERY,
-    OPT_VAL, OPT_PREVIEW,
+    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL,
 };
 
 typedef struct {
@@ -80,7 +83,7 @@ typedef struct {
 } volume_set;
 
 typedef struct {
-    const char *out, *config, *init, *resume, *seg, *log, *val, *preview;
+    const char *out, *config, *init, *resume, *seg, *log, *val, *preview, *lpips;
     long steps, batch, save_every, log_every;
     double minutes;
     int block[3], shape[3], has_block, has_shape;
@@ -269,54 +272,57 @@ static void make_batch(float *x, float *seg, const volume_set *s, const vqgan_co
     }
 }
 
-/* Mean PSNR (peak-to-peak 2, the [-1,1] range) of the centre blocks of the
- * validation set; writes the preview of the first. */
-static double validate(const vqgan *m, const volume_set *val, const train_args *a, double *psnr) {
+/* Mean PSNR (peak-to-peak 2, the [-1,1] range) over the validation
+ * volumes, each whole (its centred part that is a multiple of the
+ * downsampling); writes the preview of the first one's middle slice. */
+static int validate(const vqgan *m, const volume_set *val, const train_args *a, double *psnr) {
     nn_ctx c;
     nn_ctx_init(&c, 0);
     double sum = 0;
-    int C = m->cfg.image_channels, L = m->cfg.label_nc;
-    size_t nb = (size_t)a->block[0] * a->block[1] * a->block[2];
-    float *x = malloc(nb * C * sizeof(float)), *seg = m->cfg.spade ? malloc(nb * L * sizeof(float)) : NULL;
-    int ok = x && (!m->cfg.spade || seg), zero[3] = {0, 0, 0};
+    int C = m->cfg.image_channels, L = m->cfg.label_nc, f = m->cfg.downsample[0], ok = 1;
     for (int i = 0; ok && i < val->n; i++) {
         const volume *v = &val->v[i];
-        int off[3] = {(v->D - a->block[0]) / 2, (v->H - a->block[1]) / 2, (v->W - a->block[2]) / 2};
-        take_block(x, v->img, C, v, off, a->block, zero);
-        if (seg) take_block(seg, v->seg, L, v, off, a->block, zero);
-        nn_tensor *xt = nn_tensor_wrap(&c, x, 1, C, a->block[0], a->block[1], a->block[2]);
-        nn_tensor *st = seg ? nn_tensor_wrap(&c, seg, 1, L, a->block[0], a->block[1], a->block[2]) : NULL;
-        nn_tensor *z = vqgan_encode(&c, m, xt);
-        int32_t *idx = z ? malloc((size_t)z->D * z->H * z->W * sizeof *idx) : NULL;
+        int b[3] = {v->D / f * f, v->H / f * f, v->W / f * f}, zero[3] = {0, 0, 0};
+        int off[3] = {(v->D - b[0]) / 2, (v->H - b[1]) / 2, (v->W - b[2]) / 2};
+        size_t nb = (size_t)b[0] * b[1] * b[2];
+        float *x = malloc(nb * C * sizeof(float)), *seg = v->seg ? malloc(nb * L * sizeof(float)) : NULL;
         nn_tensor *y = NULL;
-        if (idx && vqgan_quantize(&c, m, z, idx) >= 0)
-            y = vqgan_decode(&c, m, vqgan_lookup(&c, m, idx, 1, z->D, z->H, z->W), st);
-        free(idx);
-        if (!y) {
-            ok = 0;
-            break;
+        if (x && (!v->seg || seg)) {
+            take_block(x, v->img, C, v, off, b, zero);
+            if (seg) take_block(seg, v->seg, L, v, off, b, zero);
+            nn_tensor *xt = nn_tensor_wrap(&c, x, 1, C, b[0], b[1], b[2]);
+            nn_tensor *st = seg ? nn_tensor_wrap(&c, seg, 1, L, b[0], b[1], b[2]) : NULL;
+            nn_tensor *z = vqgan_encode(&c, m, xt);
+            int32_t *idx = z ? malloc((size_t)z->D * z->H * z->W * sizeof *idx) : NULL;
+            if (idx && vqgan_quantize(&c, m, z, idx) >= 0)
+                y = vqgan_decode(&c, m, vqgan_lookup(&c, m, idx, 1, z->D, z->H, z->W), st);
+            free(idx);
         }
-        double se = 0;
-        for (size_t k = 0; k < y->n; k++) se += ((double)y->data[k] - x[k]) * ((double)y->data[k] - x[k]);
-        sum += 10 * log10(4.0 / fmax(se / y->n, 1e-20));
-        if (i == 0 && a->preview) {
-            int H = a->block[1], W = a->block[2], d = a->block[0] / 2;
+        if (y) {
+            double se = 0;
+            for (size_t k = 0; k < y->n; k++)
+                se += ((double)y->data[k] - x[k]) * ((double)y->data[k] - x[k]);
+            sum += 10 * log10(4.0 / fmax(se / y->n, 1e-20));
+        }
+        if (y && i == 0 && a->preview) {
+            int H = b[1], W = b[2], d = b[0] / 2;
             uint8_t *pix = malloc((size_t)H * 2 * W);
             for (int h = 0; pix && h < H; h++)
                 for (int w = 0; w < W; w++) {
                     size_t k = ((size_t)d * H + h) * W + w;
-                    float u = (x[k] + 1) * 127.5f, v2 = (y->data[k] + 1) * 127.5f;
+                    float u = (x[k] + 1) * 127.5f, r = (y->data[k] + 1) * 127.5f;
                     pix[(size_t)h * 2 * W + w] = (uint8_t)fminf(fmaxf(u, 0), 255);
-                    pix[(size_t)h * 2 * W + W + w] = (uint8_t)fminf(fmaxf(v2, 0), 255);
+                    pix[(size_t)h * 2 * W + W + w] = (uint8_t)fminf(fmaxf(r, 0), 255);
                 }
             if (!pix || lsdm_png_write(a->preview, 2 * W, H, 1, pix, "vq-train: input | reconstruction", 1) < 0)
                 ok = 0;
             free(pix);
         }
+        if (!y) ok = 0;
+        free(x);
+        free(seg);
         nn_ctx_reset(&c);
     }
-    free(x);
-    free(seg);
     nn_ctx_free(&c);
     *psnr = val->n ? sum / val->n : NAN;
     return ok ? 0 : -1;
@@ -337,9 +343,10 @@ static int parse_dims(const char *s, int out[3]) {
 }
 
 static int log_line(FILE *f, long step, double t, const vq_step_stats *s, double psnr) {
-    fprintf(f, "%ld,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%.6g,%.4g\n", step, t,
-            s->loss, s->recon, s->commit, s->g_image, s->g_video, s->g_feat, s->d_image,
-            s->d_video, s->perplexity, s->codes_used, s->restarted, s->grad_norm, psnr);
+    fprintf(f, "%ld,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%.6g,%.4g,%.6g\n", step,
+            t, s->loss, s->recon, s->commit, s->g_image, s->g_video, s->g_feat, s->d_image,
+            s->d_video, s->perplexity, s->codes_used, s->restarted, s->grad_norm, psnr,
+            s->perceptual);
     return fflush(f) == 0 && !ferror(f) ? 0 : lsdm_err("cannot write the log: %m");
 }
 
@@ -361,6 +368,8 @@ int main(int argc, char **argv) {
         {"seed", required_argument, 0, OPT_SEED}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
         {"log", required_argument, 0, OPT_LOG}, {"log-every", required_argument, 0, OPT_LOG_EVERY},
         {"val", required_argument, 0, OPT_VAL}, {"preview", required_argument, 0, OPT_PREVIEW},
+        {"lpips", required_argument, 0, OPT_LPIPS},
+        {"perceptual-weight", required_argument, 0, OPT_PERCEPTUAL},
         {0, 0, 0, 0},
     };
     lsdm_cli_init("vq-train", argv);
@@ -421,6 +430,8 @@ int main(int argc, char **argv) {
         case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
         case OPT_VAL: a.val = optarg; break;
         case OPT_PREVIEW: a.preview = optarg; break;
+        case OPT_LPIPS: a.lpips = optarg; break;
+        case OPT_PERCEPTUAL: REAL_OPT(o.perceptual_weight); break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
     }
@@ -459,6 +470,11 @@ int main(int argc, char **argv) {
     if (!cfg->spade && a.seg) return lsdm_usage_error("--seg is for a SPADE decoder (config decoder = spade)");
     lsdm_verbose("model: %s", vqgan_config_text(cfg));
 
+    lpips lp;
+    if (a.lpips) {
+        if (lpips_load(&lp, a.lpips) < 0) return lsdm_fail();
+        o.lpips = &lp;
+    }
     vq_trainer t;
     if (vq_trainer_init(&t, &m, &o) < 0) return lsdm_fail();
     if (a.resume && vq_trainer_resume(&t, a.resume) < 0) return lsdm_fail();
@@ -478,7 +494,7 @@ int main(int argc, char **argv) {
         if (!log) return lsdm_err("cannot open %s: %m", a.log), lsdm_fail();
         if (fresh)
             fprintf(log, "step,seconds,loss,recon,commit,g_image,g_video,g_feat,d_image,d_video,"
-                         "perplexity,codes_used,restarted,grad_norm,val_psnr\n");
+                         "perplexity,codes_used,restarted,grad_norm,val_psnr,perceptual\n");
     }
     size_t bx = (size_t)a.batch * cfg->image_channels * a.block[0] * a.block[1] * a.block[2];
     size_t bs = (size_t)a.batch * cfg->label_nc * a.block[0] * a.block[1] * a.block[2];
@@ -536,5 +552,6 @@ int main(int argc, char **argv) {
     set_free(&val);
     vq_trainer_free(&t);
     vqgan_free(&m);
+    if (a.lpips) lpips_free(&lp);
     return rc < 0 ? lsdm_fail() : 0;
 }

@@ -113,3 +113,16 @@ EOF
     run_tool 0 vq-train --help
     [[ "$output" == "Usage: vq-train"* ]]
 }
+
+@test "--lpips adds the perceptual term (reduced-width weights from the LPIPS fixture)" {
+    W="$TOP/tests/fixtures/lpips/weights.safetensors"
+    run_tool 0 vq-train "${FAST[@]}" --steps 2 --lpips "$W" --perceptual-weight 2 \
+        --log "$TMP/log.csv" --log-every 1 -o "$TMP/m.st" "$TMP/train.lsdm"
+    head -1 "$TMP/log.csv" | grep -q ',val_psnr,perceptual$'
+    # loss = recon + commit + perceptual, the perceptual part positive
+    awk -F, 'NR>1 { if (!($16 > 0) || ($3 - $4 - $5 - $16) > 1e-4 || ($3 - $4 - $5 - $16) < -1e-4) exit 1 }' "$TMP/log.csv"
+    # the VQ-GAN's own file is not LPIPS weights
+    run_tool 1 vq-train "${FAST[@]}" --steps 1 --lpips "$TMP/m.st" -o "$TMP/n.st" "$TMP/train.lsdm"
+    assert_one_error_line vq-train
+    [[ "$stderr" == *"net.slice1.0.weight"* ]]
+}
