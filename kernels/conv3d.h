@@ -17,6 +17,9 @@
  * AVX-512 (and LSDM_CPU_ISA unset or not "generic") the float functions
  * write the columns straight into the panel layout of our own GEMM
  * micro-kernel (kernels/cpu/gemm_avx512.c, kernels/cpu/conv3d_fast.h);
+ * there the forward of a conv with output rows >= 16 wide and dilation 1
+ * builds no column matrix at all: the micro-kernel reads its B operand in
+ * place from padded input rows (an implicit GEMM, kernels/cpu/conv3d_implicit.h);
  * elsewhere, and in the double reference, single-threaded BLAS does the
  * GEMMs. One OpenMP region per call: forward splits the slabs among the
  * threads, the weight gradient the rows of the column matrix, the data

@@ -22,6 +22,11 @@ void groupnorm_forward(float *out,          // (N,C,S)
                        const float *weight, // (C) or NULL
                        const float *bias,   // (C) or NULL
                        int N, int C, int S, int G, float eps);
+/* silu(groupnorm_forward(...)) in one sweep (inference: the SiLU that
+ * follows every GroupNorm of the VQ-GAN); same arguments. */
+void groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias,
+                            int N, int C, int S, int G, float eps);
 void groupnorm_backward(float *dinp,          // (N,C,S) +=
                         float *dweight,       // (C) += (or NULL)
                         float *dbias,         // (C) += (or NULL)
@@ -35,6 +40,9 @@ void groupnorm_backward(float *dinp,          // (N,C,S) +=
 void groupnorm_forward_f64(double *out, double *mean, double *rstd, const double *inp,
                            const double *weight, const double *bias,
                            int N, int C, int S, int G, double eps);
+void groupnorm_silu_forward_f64(double *out, double *mean, double *rstd, const double *inp,
+                                const double *weight, const double *bias,
+                                int N, int C, int S, int G, double eps);
 void groupnorm_backward_f64(double *dinp, double *dweight, double *dbias, const double *dout,
                             const double *inp, const double *weight, const double *mean,
                             const double *rstd, int N, int C, int S, int G);

@@ -151,10 +151,12 @@ static void *ctx_alloc(nn_ctx *c, size_t bytes) {
     }
     /* A miss. Training keeps its cache: trimming here would make the next
      * step miss too, one size after another, and a step repeats the same
-     * sizes. Inference gives back what is cached but unused, so that the
-     * memory held stays the memory in use (weights + a few activations):
-     * a run of same-sized tiles then maps its memory again per tile. */
-    if (!c->record) nn_ctx_trim(c);
+     * sizes. Inference gives back what is cached but unused only when
+     * keeping it would hold more than the peak in use so far, so memory
+     * held stays the memory a forward needs (weights + a few activations)
+     * while repeated tiles still find their blocks. */
+    size_t need = c->bytes_in_use + bytes > c->bytes_peak ? c->bytes_in_use + bytes : c->bytes_peak;
+    if (!c->record && c->bytes_held + bytes > need) nn_ctx_trim(c);
     void *p = aligned_alloc(64, bytes);
     if (!p) {
         nn_ctx_trim(c);

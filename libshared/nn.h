@@ -176,6 +176,9 @@ int nn_batchnorm_init(nn_batchnorm *l, nn_params *ps, const char *name, int C);
 nn_tensor *nn_conv3d(nn_ctx *c, const nn_conv *l, nn_tensor *x);
 nn_tensor *nn_convt3d(nn_ctx *c, const nn_convt *l, nn_tensor *x);
 nn_tensor *nn_gn(nn_ctx *c, const nn_groupnorm *l, nn_tensor *x);
+/* silu(gn(x)): one fused sweep over memory when nothing is recorded for
+ * backward (inference), else nn_gn then nn_act (same values either way). */
+nn_tensor *nn_gn_silu(nn_ctx *c, const nn_groupnorm *l, nn_tensor *x);
 /* BatchNorm with batch statistics, updating the running ones (training). */
 nn_tensor *nn_bn_train(nn_ctx *c, const nn_batchnorm *l, nn_tensor *x);
 /* BatchNorm with the running statistics (inference). */

@@ -264,7 +264,9 @@ nn_tensor *nn_gn(nn_ctx *c, const nn_groupnorm *l, nn_tensor *x) {
     int rec = c->record && wants_grad(l->w, x);
     nn_tensor *y = nn_tensor_new(c, x->N, x->C, x->D, x->H, x->W);
     if (!y) return NULL;
-    float *stats = rec ? nn_scratch(c, 2 * (size_t)x->N * l->G) : NULL;
+    /* statistics live as long as the step's tensors (the backward reads them) */
+    nn_tensor *st = rec ? nn_tensor_new(c, 1, 1, 1, 1, 2 * x->N * l->G) : NULL;
+    float *stats = st ? st->data : NULL;
     if (rec && !stats) return NULL;
     groupnorm_forward(y->data, stats, stats ? stats + (size_t)x->N * l->G : NULL, x->data,
                       l->w ? l->w->data : NULL, l->b ? l->b->data : NULL, x->N, x->C, S, l->G,
@@ -278,6 +280,21 @@ nn_tensor *nn_gn(nn_ctx *c, const nn_groupnorm *l, nn_tensor *x) {
         gn_args a = {l, x, y, stats, stats + (size_t)x->N * l->G};
         nn_tape_push(c, gn_back, &a, sizeof a);
     }
+    return y;
+}
+
+nn_tensor *nn_gn_silu(nn_ctx *c, const nn_groupnorm *l, nn_tensor *x) {
+    if (!x) return NULL;
+    if (c->record && wants_grad(l->w, x)) return nn_act(c, ACT_SILU, 0, nn_gn(c, l, x));
+    if (x->C != l->C) {
+        lsdm_err("groupnorm: input has %d channels, the layer takes %d", x->C, l->C);
+        c->failed = 1;
+        return NULL;
+    }
+    nn_tensor *y = nn_tensor_new(c, x->N, x->C, x->D, x->H, x->W);
+    if (!y) return NULL;
+    groupnorm_silu_forward(y->data, NULL, NULL, x->data, l->w ? l->w->data : NULL,
+                           l->b ? l->b->data : NULL, x->N, x->C, x->D * x->H * x->W, l->G, l->eps);
     return y;
 }
 
@@ -302,7 +319,8 @@ nn_tensor *nn_bn_train(nn_ctx *c, const nn_batchnorm *l, nn_tensor *x) {
     if (!x) return NULL;
     int S = x->D * x->H * x->W;
     nn_tensor *y = nn_tensor_new(c, x->N, x->C, x->D, x->H, x->W);
-    float *stats = nn_scratch(c, 2 * (size_t)x->C);
+    nn_tensor *st = nn_tensor_new(c, 1, 1, 1, 1, 2 * x->C);
+    float *stats = st ? st->data : NULL;
     if (!y || !stats) return NULL;
     batchnorm_train_forward(y->data, stats, stats + x->C, l->rmean->data, l->rvar->data, x->data,
                             l->w->data, l->b->data, x->N, x->C, S, l->eps, l->momentum);
@@ -310,8 +328,6 @@ nn_tensor *nn_bn_train(nn_ctx *c, const nn_batchnorm *l, nn_tensor *x) {
         y->needs_grad = 1;
         bn_args a = {l, x, y, stats, stats + x->C};
         nn_tape_push(c, bn_back, &a, sizeof a);
-    } else {
-        nn_scratch_free(c, stats);
     }
     return y;
 }

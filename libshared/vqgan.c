@@ -208,10 +208,10 @@ ckpt_param *vqgan_ckpt_params(const vqgan *m, int with_disc, int *count) {
 
 /* x + conv2(silu(gn2(conv1(silu(gn1(x)))))); x is kept. */
 static nn_tensor *resblock(nn_ctx *c, const vq_resblock *r, nn_tensor *x) {
-    nn_tensor *h = nn_act(c, ACT_SILU, 0, nn_gn(c, &r->n1, x));
+    nn_tensor *h = nn_gn_silu(c, &r->n1, x);
     nn_tensor *t = nn_conv3d(c, &r->c1, h);
     nn_drop(c, h);
-    h = nn_act(c, ACT_SILU, 0, nn_gn(c, &r->n2, t));
+    h = nn_gn_silu(c, &r->n2, t);
     nn_drop(c, t);
     t = nn_conv3d(c, &r->c2, h);
     nn_drop(c, h);
@@ -238,7 +238,7 @@ nn_tensor *vqgan_encode(nn_ctx *c, const vqgan *m, nn_tensor *x) {
         h = resblock(c, &m->enc_res[i], t);
         if (h != t) nn_drop(c, t);
     }
-    nn_tensor *t = nn_act(c, ACT_SILU, 0, nn_gn(c, &m->enc_final, h));
+    nn_tensor *t = nn_gn_silu(c, &m->enc_final, h);
     nn_drop(c, h);
     h = nn_conv3d(c, &m->pre_vq, t);
     nn_drop(c, t);
@@ -365,9 +365,10 @@ nn_tensor *vqgan_decode(nn_ctx *c, const vqgan *m, nn_tensor *zq, nn_tensor *seg
         }
     }
     nn_tensor *h = nn_conv3d(c, &m->post_vq, zq), *t;
-    t = cfg->spade ? spade_norm(c, m, &m->sdec_final, h, seg) : nn_gn(c, &m->dec_final, h);
+    t = cfg->spade ? nn_act(c, ACT_SILU, 0, spade_norm(c, m, &m->sdec_final, h, seg))
+                   : nn_gn_silu(c, &m->dec_final, h);
     nn_drop(c, h);
-    h = nn_act(c, ACT_SILU, 0, t);
+    h = t;
     for (int i = 0; i < m->stages; i++) {
         t = nn_convt3d(c, &m->up[i], h);
         nn_drop(c, h);

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conv3d.h"

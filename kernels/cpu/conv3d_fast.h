@@ -71,11 +71,14 @@ static void conv3d_fast_plan_make(conv3d_fast_plan *p, const conv3d_dims *d) {
     p->per_w = (size_t)p->kchunk * p->rows_w * d->OW + CF_ALIGN;
 }
 
+#include "conv3d_implicit.h" /* the forward's implicit GEMM, tried first */
+
 static size_t conv3d_fast_workspace(const conv3d_dims *d) {
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     size_t f = p.ap_f + d->threads * p.per_f, x = d->threads * p.per_x, w = d->threads * p.per_w;
-    return f > x ? (f > w ? f : w) : (x > w ? x : w);
+    size_t m = f > x ? (f > w ? f : w) : (x > w ? x : w), i = conv3d_implicit_workspace(d);
+    return m > i ? m : i;
 }
 
 /* Rows [k0, k1) of the column matrix of output rows [r0, r1) straight
@@ -101,7 +104,9 @@ static void conv3d_vol2col_packed(float *bp, float *row, const float *inp, const
 
 static int conv3d_fast_forward(float *out, float *work, const float *inp, const float *weight,
                                const float *bias, const conv3d_dims *d, float beta) {
-    if (conv3d_is_pointwise(d) || d->Cout < GEMM_MR || !gemm_avx512_usable()) return -1;
+    if (!gemm_avx512_usable()) return -1;
+    if (conv3d_implicit_forward(out, work, inp, weight, bias, d, beta) == 0) return 0;
+    if (conv3d_is_pointwise(d) || d->Cout < GEMM_MR) return -1;
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     const int P = d->OD * d->OH * d->OW, K = d->Cin * d->kd * d->kh * d->kw;

@@ -140,7 +140,7 @@ void FN(conv3d_forward_beta)(real *out, real *work, const real *inp, const real 
 #pragma omp parallel num_threads(d->threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        real *col = work + (size_t)t * K * slab * d->OW;
+        real *col = work ? work + (size_t)t * K * slab * d->OW : NULL; // NULL: pointwise
         for (int n = 0; n < d->N && pointwise; n++) {
             // y[:, p0:p1] (Cout, p) = W (Cout, Cin) . x[:, p0:p1] (Cin, p)
             int p0 = (int)((long)P * t / T), p1 = (int)((long)P * (t + 1) / T);
@@ -185,7 +185,7 @@ void FN(conv3d_backward)(real *dinp, real *dweight, real *dbias, real *work,
 #pragma omp parallel num_threads(d->threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        real *col = work + (size_t)t * K * slab * d->OW;
+        real *col = work ? work + (size_t)t * K * slab * d->OW : NULL; // NULL: pointwise
         if (dbias) {
 #pragma omp for schedule(static)
             for (int co = 0; co < d->Cout; co++) {

@@ -103,6 +103,67 @@ AVX512 static void gemm_kernel_8x32(int K, const float *A, const float *B, float
     }
 }
 
+/* The same tile with B read in place: row k of B is the 32 floats at
+ * B + off[k] (the implicit GEMM of conv3d_implicit.h, where B's rows are
+ * runs of padded input rows). Reads 32 floats of every row whatever nr. */
+AVX512 void gemm_avx512_rows_tile(int K, const float *A, const float *B, const int *off,
+                                  float *C, ptrdiff_t ldc, int mr, int nr, float beta) {
+    __m512 c0[GEMM_MR], c1[GEMM_MR];
+#pragma GCC unroll 8
+    for (int m = 0; m < GEMM_MR; m++) c0[m] = c1[m] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++, A += GEMM_MR) {
+        const float *b = B + off[k];
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 8
+        for (int m = 0; m < GEMM_MR; m++) {
+            __m512 a = _mm512_set1_ps(A[m]);
+            c0[m] = _mm512_fmadd_ps(a, b0, c0[m]);
+            c1[m] = _mm512_fmadd_ps(a, b1, c1[m]);
+        }
+    }
+    __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 k1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int m = 0; m < GEMM_MR; m++) {
+        if (m >= mr) break;
+        float *c = C + m * ldc;
+        if (beta != 0) {
+            c0[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), c0[m]);
+            c1[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), c1[m]);
+        }
+        _mm512_mask_storeu_ps(c, k0, c0[m]);
+        _mm512_mask_storeu_ps(c + 16, k1, c1[m]);
+    }
+}
+
+/* One output row of the 1-row case (Cout < GEMM_MR): C (1 x N) = beta*C +
+ * a . B, with B's row k at B + off[k], 64 columns per step (4 zmm), so
+ * that a single output channel does not pay for 8. Reads up to 64 floats
+ * of every row past the start of a step whatever N. */
+AVX512 void gemm_avx512_rows_1(int K, const float *a, const float *B, const int *off, float *C,
+                               int N, float beta) {
+    for (int j = 0; j < N; j += 64) {
+        __m512 c[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+        for (int k = 0; k < K; k++) {
+            const float *b = B + off[k] + j;
+            __m512 va = _mm512_set1_ps(a[k]);
+#pragma GCC unroll 4
+            for (int u = 0; u < 4; u++) c[u] = _mm512_fmadd_ps(va, _mm512_loadu_ps(b + 16 * u), c[u]);
+        }
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; u++) {
+            int n = N - j - 16 * u;
+            if (n <= 0) break;
+            __mmask16 m = n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1);
+            float *p = C + j + 16 * u;
+            if (beta != 0) c[u] = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, p), c[u]);
+            _mm512_mask_storeu_ps(p, m, c[u]);
+        }
+    }
+}
+
 void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
                         size_t sb, int M, int N, int K, float beta) {
     for (int k0 = 0; k0 < K; k0 += GEMM_KC) {
@@ -197,6 +258,16 @@ AVX512 void gemm_avx512_copy(float *dst, const float *src, int n) {
 }
 
 #else /* no AVX-512 compiler support: never called (gemm_avx512_usable is 0) */
+void gemm_avx512_rows_tile(int K, const float *A, const float *B, const int *off, float *C,
+                           ptrdiff_t ldc, int mr, int nr, float beta) {
+    (void)K, (void)A, (void)B, (void)off, (void)C, (void)ldc, (void)mr, (void)nr, (void)beta;
+    abort();
+}
+void gemm_avx512_rows_1(int K, const float *a, const float *B, const int *off, float *C, int N,
+                        float beta) {
+    (void)K, (void)a, (void)B, (void)off, (void)C, (void)N, (void)beta;
+    abort();
+}
 void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
                         size_t sb, int M, int N, int K, float beta) {
     (void)C, (void)ldc, (void)Ap, (void)sa, (void)Bp, (void)sb, (void)M, (void)N, (void)K,

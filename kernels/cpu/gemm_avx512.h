@@ -32,6 +32,16 @@ void gemm_pack_b(float *Bp, const float *B, int K, int N, ptrdiff_t ldb);
 void gemm_avx512_packed(float *C, ptrdiff_t ldc, const float *Ap, size_t sa, const float *Bp,
                         size_t sb, int M, int N, int K, float beta);
 
+/* One tile of C (mr <= MR rows, nr <= NR columns, ldc) = beta*C + A . B
+ * over K, A one packed panel (K x MR), B not packed: its row k is the
+ * NR floats at B + off[k] (all NR are read, even past nr). */
+void gemm_avx512_rows_tile(int K, const float *A, const float *B, const int *off, float *C,
+                           ptrdiff_t ldc, int mr, int nr, float beta);
+/* C (1 x N) = beta*C + a (1 x K) . B, B's row k at B + off[k]; reads up to
+ * 64 floats from each step's start (N rounded up to 64). */
+void gemm_avx512_rows_1(int K, const float *a, const float *B, const int *off, float *C, int N,
+                        float beta);
+
 /* C (M x N, ldc) += A (M x L, lda) . B (N x L, ldb)^T: dot products along
  * the rows of both (the weight gradient, whose sum runs over voxels). */
 void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, const float *B,

@@ -434,6 +434,14 @@ int main(void) {
         {"cout24_k4s2w70", {0, 1, 3, 4, 6, 70, 24, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"cout8_k3s2rep", {0, 2, 2, 3, 5, 37, 8, 3, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}},
         {"convT_16-8w20", {1, 1, 16, 2, 3, 20, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1}},
+        /* the implicit GEMM (output rows >= 16 wide): Cout < 8 (one-row
+         * kernel), partial tiles in both directions, stride 2, several
+         * output rows per job with a shorter last job */
+        {"cout1_k3w40rep", {0, 1, 5, 4, 6, 40, 1, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        {"cout3_k4s2w70", {0, 2, 2, 5, 6, 70, 3, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"cout37_k3w33rep", {0, 2, 3, 4, 5, 33, 37, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}},
+        {"cout9_k3h40rep", {0, 1, 2, 3, 40, 20, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        {"cout8_k4s2h44", {0, 1, 2, 4, 44, 36, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
     };
     for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
     test_gather_s2();
