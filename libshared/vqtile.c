@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "err.h"
 
 int vq_tiling_init(vq_tiling *t, const int64_t dim[3], const int64_t tile[3], int overlap) {
@@ -180,5 +181,22 @@ int vq_model_open(vqgan *m, const char *path, const char *config, char digest[17
                  "%d codes of dim %d, plain decoder", digest, path, c->n_hiddens,
                  c->downsample[0], c->image_channels, c->n_codes, c->embedding_dim);
     *line = buf;
+    return 0;
+}
+
+int vq_program_open(vqgan *m, const char *path, const char *config, const int64_t tile[3],
+                    char digest[17]) {
+    lsdm_device dev;
+    if (lsdm_cli_engine_setup(&dev)) return -1;
+    lsdm_verbose("device %s%s", lsdm_device_name(dev),
+                 dev == LSDM_DEVICE_CUDA ? " (the VQ-GAN runs on the CPU kernels for now)" : "");
+    const char *line;
+    if (vq_model_open(m, path, config, digest, &line)) return -1;
+    lsdm_verbose("%s", line);
+    int f = m->cfg.downsample[0];
+    if (tile[0] % f || tile[1] % f || tile[2] % f) {
+        vqgan_free(m);
+        return lsdm_err("--tile: sizes must be multiples of the model's downsampling %d", f);
+    }
     return 0;
 }

@@ -69,4 +69,10 @@ void vq_model_digest(const vqgan *m, char out[17]);
 int vq_model_open(vqgan *m, const char *path, const char *config, char digest[17],
                   const char **line);
 
+/* What vq-encode and vq-decode do first: pick the device (-v says which),
+ * load the model (-v prints its line) and check the tile against its
+ * downsampling. 0, or -1 with lsdm_err (nothing left to free). */
+int vq_program_open(vqgan *m, const char *path, const char *config, const int64_t tile[3],
+                    char digest[17]);
+
 #endif

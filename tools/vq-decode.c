@@ -348,20 +348,11 @@ int main(int argc, char **argv) {
     int first = 1, rc = parse_args(argc, argv, &o, &first);
     if (rc >= 0) return rc;
 
-    lsdm_device dev;
-    if (lsdm_cli_engine_setup(&dev)) return lsdm_fail();
-    lsdm_verbose("device %s%s", lsdm_device_name(dev),
-                 dev == LSDM_DEVICE_CUDA ? " (the VQ-GAN runs on the CPU kernels for now)" : "");
     vqgan m;
     char digest[17];
-    const char *line;
-    if (vq_model_open(&m, o.model, o.config, digest, &line)) return lsdm_fail();
-    lsdm_verbose("%s", line);
-    int f = m.cfg.downsample[0];
+    if (vq_program_open(&m, o.model, o.config, o.tile, digest)) return lsdm_fail();
     rc = 0;
-    if (o.tile[0] % f || o.tile[1] % f || o.tile[2] % f)
-        rc = lsdm_err("--tile: sizes must be multiples of the model's downsampling %d", f);
-    else if (m.cfg.spade && !o.seg)
+    if (m.cfg.spade && !o.seg)
         rc = lsdm_err("the SPADE decoder needs --seg (a one-hot mask stream)");
     else if (!m.cfg.spade && o.seg)
         rc = lsdm_err("--seg: this model's decoder is plain, it takes no mask");

@@ -256,21 +256,9 @@ int main(int argc, char **argv) {
     int first = 1, rc = parse_args(argc, argv, &o, &first);
     if (rc >= 0) return rc;
 
-    lsdm_device dev;
-    if (lsdm_cli_engine_setup(&dev)) return lsdm_fail();
-    lsdm_verbose("device %s%s", lsdm_device_name(dev),
-                 dev == LSDM_DEVICE_CUDA ? " (the VQ-GAN runs on the CPU kernels for now)" : "");
     vqgan m;
     char digest[17];
-    const char *line;
-    if (vq_model_open(&m, o.model, o.config, digest, &line)) return lsdm_fail();
-    lsdm_verbose("%s", line);
-    int f = m.cfg.downsample[0];
-    if (o.tile[0] % f || o.tile[1] % f || o.tile[2] % f) {
-        vqgan_free(&m);
-        lsdm_err("--tile: sizes must be multiples of the model's downsampling %d", f);
-        return lsdm_fail();
-    }
+    if (vq_program_open(&m, o.model, o.config, o.tile, digest)) return lsdm_fail();
 
     lsdm_writer *w = lsdm_writer_open(o.out, lsdm_opt.level, lsdm_opt.force);
     if (!w) {
