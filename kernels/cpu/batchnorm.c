@@ -13,8 +13,5 @@ int batchnorm_check(int N, int C, int S, int training) {
     return 0;
 }
 
-/* Values per block of a float partial sum (see bn_sums_shifted). */
-#define BN_BLOCK 64
-
 #define LSDM_IMPL "batchnorm_impl.h"
 #include "instantiate.h"

@@ -49,38 +49,7 @@ void FN(batchnorm_backward)(real *dinp, real *dweight, real *dbias, const real *
 
 /* ---- training mode: batch statistics ----------------------------------- */
 
-/* Block sums: `real` accumulators within blocks of BN_BLOCK values
- * (vectorised, short enough that float error stays ~1e-7), double across
- * blocks. s1 += sum(x - k), s2 += sum((x - k)^2). */
-static void FN(bn_sums_shifted)(const real *x, int n, real k, double *s1, double *s2) {
-    for (int i0 = 0; i0 < n; i0 += BN_BLOCK) {
-        int i1 = n - i0 < BN_BLOCK ? n : i0 + BN_BLOCK;
-        real b1 = 0, b2 = 0;
-        #pragma omp simd reduction(+:b1, b2)
-        for (int i = i0; i < i1; i++) {
-            real d = x[i] - k;
-            b1 += d;
-            b2 += d * d;
-        }
-        *s1 += b1;
-        *s2 += b2;
-    }
-}
-
-/* a += sum(dy), b += sum(dy * (x - m)), blocked the same way. */
-static void FN(bn_sums_grad)(const real *dy, const real *x, int n, real m, double *a, double *b) {
-    for (int i0 = 0; i0 < n; i0 += BN_BLOCK) {
-        int i1 = n - i0 < BN_BLOCK ? n : i0 + BN_BLOCK;
-        real ba = 0, bb = 0;
-        #pragma omp simd reduction(+:ba, bb)
-        for (int i = i0; i < i1; i++) {
-            ba += dy[i];
-            bb += dy[i] * (x[i] - m);
-        }
-        *a += ba;
-        *b += bb;
-    }
-}
+#include "norm_sums_impl.h"
 
 /* Mean and biased variance of channel c over its N slices of S values.
  * Per slice, shifted sums (shift = the slice's first value, so that
@@ -92,7 +61,7 @@ static void FN(bn_channel_stats)(const real *inp, int N, int C, int S, int c, do
     for (int n = 0; n < N; n++) {
         const real *x = inp + ((size_t)n * C + c) * S;
         double s1 = 0, s2 = 0;
-        FN(bn_sums_shifted)(x, S, x[0], &s1, &s2);
+        FN(norm_sums_shifted)(x, S, x[0], &s1, &s2);
         double ms = x[0] + s1 / S;
         double m2s = s2 - s1 * (s1 / S);
         if (m2s < 0) m2s = 0;
@@ -147,7 +116,7 @@ void FN(batchnorm_train_backward)(real *dinp, real *dweight, real *dbias, const 
         double a = 0, b = 0;
         for (int n = 0; n < N; n++) {
             size_t off = ((size_t)n * C + c) * S;
-            FN(bn_sums_grad)(dout + off, inp + off, S, mr, &a, &b);
+            FN(norm_sums_grad)(dout + off, inp + off, S, mr, &a, &b);
         }
         if (dbias) dbias[c] += (real)a;
         if (dweight) dweight[c] += (real)(b * rs);

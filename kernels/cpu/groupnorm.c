@@ -57,8 +57,5 @@ int groupnorm_check(int N, int C, int S, int G) {
     return 0;
 }
 
-/* Values per block of a float partial sum (see gn_sums_shifted). */
-#define GN_BLOCK 64
-
 #define LSDM_IMPL "groupnorm_impl.h"
 #include "instantiate.h"

@@ -3,38 +3,7 @@
  * on purpose. Reductions accumulate in `real` within short blocks and in
  * double across them. */
 
-/* Block sums: within blocks of GN_BLOCK values the accumulators are `real`
- * (vectorised, and short enough that float error stays ~1e-7), across
- * blocks double. s1 += sum(x - k), s2 += sum((x - k)^2). */
-static void FN(gn_sums_shifted)(const real *x, int n, real k, double *s1, double *s2) {
-    for (int i0 = 0; i0 < n; i0 += GN_BLOCK) {
-        int i1 = n - i0 < GN_BLOCK ? n : i0 + GN_BLOCK;
-        real b1 = 0, b2 = 0;
-        #pragma omp simd reduction(+:b1, b2)
-        for (int i = i0; i < i1; i++) {
-            real d = x[i] - k;
-            b1 += d;
-            b2 += d * d;
-        }
-        *s1 += b1;
-        *s2 += b2;
-    }
-}
-
-/* a += sum(dy), b += sum(dy * (x - m)), blocked the same way. */
-static void FN(gn_sums_grad)(const real *dy, const real *x, int n, real m, double *a, double *b) {
-    for (int i0 = 0; i0 < n; i0 += GN_BLOCK) {
-        int i1 = n - i0 < GN_BLOCK ? n : i0 + GN_BLOCK;
-        real ba = 0, bb = 0;
-        #pragma omp simd reduction(+:ba, bb)
-        for (int i = i0; i < i1; i++) {
-            ba += dy[i];
-            bb += dy[i] * (x[i] - m);
-        }
-        *a += ba;
-        *b += bb;
-    }
-}
+#include "norm_sums_impl.h"
 
 /* Mean and biased variance of one group: Cg channels of S values at x.
  * Per channel, shifted sums (shift = the channel's first value, so that
@@ -45,7 +14,7 @@ static void FN(gn_group_stats)(const real *x, int Cg, int S, double *mean_out, d
     for (int j = 0; j < Cg; j++) {
         const real *xc = x + (size_t)j * S;
         double s1 = 0, s2 = 0;
-        FN(gn_sums_shifted)(xc, S, xc[0], &s1, &s2);
+        FN(norm_sums_shifted)(xc, S, xc[0], &s1, &s2);
         double mc = xc[0] + s1 / S;
         double m2c = s2 - s1 * (s1 / S);
         if (m2c < 0) m2c = 0;
@@ -124,7 +93,7 @@ void FN(groupnorm_backward)(real *dinp, real *dweight, real *dbias, const real *
                 int c = g * Cg + j;
                 const real *x = inp + off + (size_t)j * S, *dy = dout + off + (size_t)j * S;
                 double a = 0, b = 0; // sum dy, sum dy * (x - mean)
-                FN(gn_sums_grad)(dy, x, S, (real)m, &a, &b);
+                FN(norm_sums_grad)(dy, x, S, (real)m, &a, &b);
                 double w = weight ? (double)weight[c] : 1.0;
                 if (dbias) dbias[c] += (real)a;
                 if (dweight) dweight[c] += (real)(b * rs);
