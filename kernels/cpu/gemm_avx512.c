@@ -72,6 +72,26 @@ void gemm_pack_b(float *Bp, const float *B, int K, int N, ptrdiff_t ldb) {
 #ifdef GEMM_HAVE_AVX512
 #define AVX512 __attribute__((target("avx512f,fma")))
 
+/* Write the accumulators of an 8x32 tile: C = beta*C + acc, masked to
+ * the mr x nr corner that exists. Inlined, so c0/c1 stay in registers. */
+AVX512 static inline __attribute__((always_inline)) void
+gemm_store_tile(__m512 *c0, __m512 *c1, float *C, ptrdiff_t ldc, int mr, int nr, float beta) {
+    __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+    __mmask16 k1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 8
+    for (int m = 0; m < GEMM_MR; m++) {
+        if (m >= mr) break;
+        float *c = C + m * ldc;
+        if (beta != 0) {
+            c0[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), c0[m]);
+            c1[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), c1[m]);
+        }
+        _mm512_mask_storeu_ps(c, k0, c0[m]);
+        _mm512_mask_storeu_ps(c + 16, k1, c1[m]);
+    }
+}
+
 /* C tile (mr x nr, ldc) = beta*C + Ap panel (K x MR) . Bp panel (K x NR). */
 AVX512 static void gemm_kernel_8x32(int K, const float *A, const float *B, float *C,
                                     ptrdiff_t ldc, int mr, int nr, float beta) {
@@ -87,20 +107,7 @@ AVX512 static void gemm_kernel_8x32(int K, const float *A, const float *B, float
             c1[m] = _mm512_fmadd_ps(a, b1, c1[m]);
         }
     }
-    __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    __mmask16 k1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    __m512 vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int m = 0; m < GEMM_MR; m++) {
-        if (m >= mr) break;
-        float *c = C + m * ldc;
-        if (beta != 0) {
-            c0[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), c0[m]);
-            c1[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), c1[m]);
-        }
-        _mm512_mask_storeu_ps(c, k0, c0[m]);
-        _mm512_mask_storeu_ps(c + 16, k1, c1[m]);
-    }
+    gemm_store_tile(c0, c1, C, ldc, mr, nr, beta);
 }
 
 /* The same tile with B read in place: row k of B is the 32 floats at
@@ -121,20 +128,7 @@ AVX512 void gemm_avx512_rows_tile(int K, const float *A, const float *B, const i
             c1[m] = _mm512_fmadd_ps(a, b1, c1[m]);
         }
     }
-    __mmask16 k0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-    __mmask16 k1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-    __m512 vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 8
-    for (int m = 0; m < GEMM_MR; m++) {
-        if (m >= mr) break;
-        float *c = C + m * ldc;
-        if (beta != 0) {
-            c0[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), c0[m]);
-            c1[m] = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), c1[m]);
-        }
-        _mm512_mask_storeu_ps(c, k0, c0[m]);
-        _mm512_mask_storeu_ps(c + 16, k1, c1[m]);
-    }
+    gemm_store_tile(c0, c1, C, ldc, mr, nr, beta);
 }
 
 /* One output row of the 1-row case (Cout < GEMM_MR): C (1 x N) = beta*C +
