@@ -200,3 +200,15 @@ int vq_program_open(vqgan *m, const char *path, const char *config, const int64_
     }
     return 0;
 }
+
+int vq_tile_option(int is_tile, const char *arg, int64_t tile[3], int *overlap) {
+    int nd;
+    long v;
+    if (is_tile) {
+        if (lsdm_shape_parse(arg, &nd, tile) || nd != 3) return lsdm_err("--tile: '%s' is not DxHxW", arg);
+        return 0;
+    }
+    if (lsdm_parse_long(arg, 0, 1 << 20, &v)) return lsdm_err_ctx("--overlap");
+    *overlap = (int)v;
+    return 0;
+}

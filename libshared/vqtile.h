@@ -75,4 +75,7 @@ int vq_model_open(vqgan *m, const char *path, const char *config, char digest[17
 int vq_program_open(vqgan *m, const char *path, const char *config, const int64_t tile[3],
                     char digest[17]);
 
+/* The --tile DxHxW (is_tile) or --overlap N option's value. 0, or -1 with lsdm_err. */
+int vq_tile_option(int is_tile, const char *arg, int64_t tile[3], int *overlap);
+
 #endif

@@ -58,8 +58,7 @@ static int parse_args(int argc, char **argv, enc_opts *o, int *first) {
         {"tile", required_argument, 0, OPT_TILE}, {"overlap", required_argument, 0, OPT_OVERLAP},
         {0, 0, 0, 0},
     };
-    int c, nd;
-    long v;
+    int c;
     while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "j:m:o:", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
@@ -75,12 +74,9 @@ static int parse_args(int argc, char **argv, enc_opts *o, int *first) {
             else return lsdm_usage_error("--rescale: '%s' is not minmax or none", optarg);
             break;
         case OPT_TILE:
-            if (lsdm_shape_parse(optarg, &nd, o->tile) || nd != 3)
-                return lsdm_usage_error("--tile: '%s' is not DxHxW", optarg);
-            break;
         case OPT_OVERLAP:
-            if (lsdm_parse_long(optarg, 0, 1 << 20, &v)) return lsdm_usage_error("--overlap: %s", lsdm_err_msg());
-            o->overlap = (int)v;
+            if (vq_tile_option(c == OPT_TILE, optarg, o->tile, &o->overlap))
+                return lsdm_usage_error("%s", lsdm_err_msg());
             break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
