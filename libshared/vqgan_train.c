@@ -221,6 +221,14 @@ int vq_trainer_step(vq_trainer *t, const float *x, const float *seg, int N, int 
                     vq_step_stats *st) {
     vqgan *m = t->m;
     nn_ctx *c = &t->ctx;
+    /* the learning rate of this step: constant, or a cosine decay over a
+     * fixed number of steps (a function of the step, so --resume agrees) */
+    double lr = t->o.lr;
+    if (t->o.lr_cosine_steps > 0) {
+        double p = fmin(1.0, (double)t->step / (double)t->o.lr_cosine_steps);
+        lr = t->o.lr * 0.5 * (1 + cos(M_PI * p));
+    }
+    t->opt_g.cfg.lr = t->opt_d.cfg.lr = lr;
     nn_params_zero_grads(&m->gen);
     if (vq_trainer_gen_backward(t, x, seg, N, D, H, W, st) < 0) return -1;
     st->grad_norm = optimise(&m->gen, &t->opt_g, t->o.grad_clip);

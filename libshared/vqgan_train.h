@@ -25,6 +25,7 @@
 
 typedef struct {
     double lr;               /* 3e-4 */
+    long lr_cosine_steps;    /* > 0: lr * (1 + cos(pi * step / this)) / 2, then 0 */
     double l1_weight;        /* 4 */
     double image_gan_weight; /* 1 */
     double video_gan_weight; /* 1 */

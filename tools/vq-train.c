@@ -42,6 +42,7 @@ static const char HELP[] =
     "      --flip AXES       axes to flip at random, from 'dhw' (default w; '' none)\n"
     "      --lr X            Adam learning rate (default 3e-4, tiny configs 1e-3;\n"
     "                        betas 0.5, 0.9)\n"
+    "      --cosine          decay the learning rate to 0 along a cosine over --steps\n"
     "      --disc-start N    step at which the GAN losses start (default 10000)\n"
     "      --l1-weight X     (default 4)    --gan-feat-weight X (default 4)\n"
     "      --image-gan-weight X, --video-gan-weight X   (default 1, 1)\n"
@@ -69,7 +70,7 @@ enum {
     OPT_INIT = LSDM_OPT_FIRST_TOOL, OPT_RESUME, OPT_SEG, OPT_STEPS, OPT_MINUTES, OPT_BATCH,
     OPT_BLOCK, OPT_SHAPE, OPT_FLIP, OPT_LR, OPT_DISC_START, OPT_L1, OPT_FEAT, OPT_IMG_GAN,
     OPT_VID_GAN, OPT_CLIP, OPT_NO_RESTART, OPT_SEED, OPT_SAVE_EVERY, OPT_LOG, OPT_LOG_EVERY,
-    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL,
+    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL, OPT_COSINE,
 };
 
 typedef struct {
@@ -369,7 +370,7 @@ int main(int argc, char **argv) {
         {"seed", required_argument, 0, OPT_SEED}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
         {"log", required_argument, 0, OPT_LOG}, {"log-every", required_argument, 0, OPT_LOG_EVERY},
         {"val", required_argument, 0, OPT_VAL}, {"preview", required_argument, 0, OPT_PREVIEW},
-        {"lpips", required_argument, 0, OPT_LPIPS},
+        {"lpips", required_argument, 0, OPT_LPIPS}, {"cosine", no_argument, 0, OPT_COSINE},
         {"perceptual-weight", required_argument, 0, OPT_PERCEPTUAL},
         {0, 0, 0, 0},
     };
@@ -379,7 +380,7 @@ int main(int argc, char **argv) {
     vq_train_opts o = vq_train_opts_default();
     long v;
     double dv;
-    int c, has_lr = 0;
+    int c, has_lr = 0, cosine = 0;
 #define NUM_OPT(var, lo, hi)                                                                  \
     do {                                                                                     \
         if (lsdm_parse_long(optarg, lo, hi, &v) < 0)                                         \
@@ -432,6 +433,7 @@ int main(int argc, char **argv) {
         case OPT_VAL: a.val = optarg; break;
         case OPT_PREVIEW: a.preview = optarg; break;
         case OPT_LPIPS: a.lpips = optarg; break;
+        case OPT_COSINE: cosine = 1; break;
         case OPT_PERCEPTUAL: REAL_OPT(o.perceptual_weight); break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
@@ -470,6 +472,7 @@ int main(int argc, char **argv) {
     }
     if (!a.batch) a.batch = tiny ? 4 : 2;
     if (!has_lr && tiny) o.lr = 1e-3;
+    if (cosine) o.lr_cosine_steps = a.steps;
     for (int k = 0; k < 3; k++)
         if (a.block[k] % f)
             return lsdm_usage_error("--block: %d is not a multiple of the downsampling %d", a.block[k], f);

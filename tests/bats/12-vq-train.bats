@@ -40,16 +40,19 @@ EOF
     [[ "$stderr" == *"validation PSNR"* ]]
 }
 
-@test "--resume continues bit-identically, GAN and discriminators included" {
-    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 -o "$TMP/a.st" "$TMP/train.lsdm"
-    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 2 -o "$TMP/b.st" "$TMP/train.lsdm"
+@test "--resume continues bit-identically, GAN, discriminators and cosine schedule included" {
+    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --cosine -o "$TMP/a.st" "$TMP/train.lsdm"
+    # the same run stopped by --minutes after its first step
+    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --cosine --save-every 2 --minutes 0.00001 \
+        -o "$TMP/b.st" "$TMP/train.lsdm"
+    [ "$(st_meta "$TMP/b.st" step)" = 1 ]
     ! cmp -s "$TMP/a.st" "$TMP/b.st"
-    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --resume "$TMP/b.st" -o "$TMP/b.st" "$TMP/train.lsdm"
+    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --cosine --resume "$TMP/b.st" -o "$TMP/b.st" "$TMP/train.lsdm"
     cmp "$TMP/a.st" "$TMP/b.st"
     # and the same seed from scratch gives the same bytes again
-    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 -o "$TMP/c.st" "$TMP/train.lsdm"
+    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --cosine -o "$TMP/c.st" "$TMP/train.lsdm"
     cmp "$TMP/a.st" "$TMP/c.st"
-    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --seed 7 -o "$TMP/d.st" "$TMP/train.lsdm"
+    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --cosine --seed 7 -o "$TMP/d.st" "$TMP/train.lsdm"
     ! cmp -s "$TMP/a.st" "$TMP/d.st"
 }
 
