@@ -450,15 +450,25 @@ int main(int argc, char **argv) {
         lsdm_verbose("training runs on the CPU in this version");
     }
 
+    /* everything main owns, so that every exit frees it (done:) */
+    vqgan m = {0};
+    lpips lp = {0};
+    vq_trainer t = {0};
+    volume_set train = {0}, val = {0};
+    FILE *log = NULL;
+    float *x = NULL, *seg = NULL;
+    int code = 0, rc = 0;
+    vq_step_stats st = {0};
+    double psnr = NAN;
+
     /* the model: fresh, from --init weights, or resumed */
-    vqgan m;
     const char *from = a.resume ? a.resume : a.init;
     if (from) {
-        if (vqgan_load(&m, from, a.config, NULL) < 0) return lsdm_fail();
+        if (vqgan_load(&m, from, a.config, NULL) < 0) goto fail;
     } else {
         vqgan_config cfg;
         if (vqgan_config_load(&cfg, a.config ? a.config : "tiny") < 0 || vqgan_init(&m, &cfg, o.seed) < 0)
-            return lsdm_fail();
+            goto fail;
     }
     const vqgan_config *cfg = &m.cfg;
     int f = cfg->downsample[0];
@@ -474,47 +484,56 @@ int main(int argc, char **argv) {
     if (!has_lr && tiny) o.lr = 1e-3;
     if (cosine) o.lr_cosine_steps = a.steps;
     for (int k = 0; k < 3; k++)
-        if (a.block[k] % f)
-            return lsdm_usage_error("--block: %d is not a multiple of the downsampling %d", a.block[k], f);
-    if (cfg->spade && !a.seg) return lsdm_usage_error("the SPADE decoder trains on masks: give --seg");
-    if (!cfg->spade && a.seg) return lsdm_usage_error("--seg is for a SPADE decoder (config decoder = spade)");
+        if (a.block[k] % f) {
+            code = lsdm_usage_error("--block: %d is not a multiple of the downsampling %d", a.block[k], f);
+            goto done;
+        }
+    if (cfg->spade != (a.seg != NULL)) {
+        code = lsdm_usage_error(cfg->spade ? "the SPADE decoder trains on masks: give --seg"
+                                           : "--seg is for a SPADE decoder (config decoder = spade)");
+        goto done;
+    }
+    if (a.val && cfg->spade) {
+        code = lsdm_usage_error("--val with a SPADE decoder is not supported yet");
+        goto done;
+    }
     lsdm_verbose("model: %s", vqgan_config_text(cfg));
 
-    lpips lp;
     if (a.lpips) {
-        if (lpips_load(&lp, a.lpips) < 0) return lsdm_fail();
+        if (lpips_load(&lp, a.lpips) < 0) goto fail;
         o.lpips = &lp;
     }
-    vq_trainer t;
-    if (vq_trainer_init(&t, &m, &o) < 0) return lsdm_fail();
-    if (a.resume && vq_trainer_resume(&t, a.resume) < 0) return lsdm_fail();
+    if (vq_trainer_init(&t, &m, &o) < 0) goto fail;
+    if (a.resume && vq_trainer_resume(&t, a.resume) < 0) goto fail;
     if (a.init) t.codebook_ready = 1; /* a trained codebook: keep it */
 
-    volume_set train = {0}, val = {0};
-    if (load_set(&train, argv + optind, argc - optind, a.seg, cfg, &a) < 0) return lsdm_fail();
-    if (a.val && load_set(&val, (char **)&a.val, 1, NULL, cfg, &a) < 0) return lsdm_fail();
-    if (a.val && cfg->spade) return lsdm_usage_error("--val with a SPADE decoder is not supported yet");
+    if (load_set(&train, argv + optind, argc - optind, a.seg, cfg, &a) < 0) goto fail;
+    if (a.val && load_set(&val, (char **)&a.val, 1, NULL, cfg, &a) < 0) goto fail;
     lsdm_verbose("%d training volumes, %d validation volumes, block %dx%dx%d, batch %ld", train.n,
                  val.n, a.block[0], a.block[1], a.block[2], a.batch);
 
-    FILE *log = NULL;
     if (a.log) {
         int fresh = t.step == 0;
         log = fopen(a.log, fresh ? "w" : "a");
-        if (!log) return lsdm_err("cannot open %s: %m", a.log), lsdm_fail();
+        if (!log) {
+            lsdm_err("cannot open %s: %m", a.log);
+            goto fail;
+        }
         if (fresh)
             fprintf(log, "step,seconds,loss,recon,commit,g_image,g_video,g_feat,d_image,d_video,"
                          "perplexity,codes_used,restarted,grad_norm,val_psnr,perceptual\n");
     }
     size_t bx = (size_t)a.batch * cfg->image_channels * a.block[0] * a.block[1] * a.block[2];
     size_t bs = (size_t)a.batch * cfg->label_nc * a.block[0] * a.block[1] * a.block[2];
-    float *x = malloc(bx * sizeof(float)), *seg = cfg->spade ? malloc(bs * sizeof(float)) : NULL;
-    if (!x || (cfg->spade && !seg)) return lsdm_err("out of memory"), lsdm_fail();
+    x = malloc(bx * sizeof(float));
+    seg = cfg->spade ? malloc(bs * sizeof(float)) : NULL;
+    if (!x || (cfg->spade && !seg)) {
+        lsdm_err("out of memory");
+        goto fail;
+    }
 
-    double t0 = now_s(), psnr = NAN;
+    double t0 = now_s();
     long start = t.step;
-    int rc = 0;
-    vq_step_stats st = {0};
     char what[256];
     while (t.step < a.steps) {
         make_batch(x, seg, &train, cfg, &a, t.o.seed, t.step);
@@ -555,6 +574,11 @@ int main(int argc, char **argv) {
         lsdm_note("%ld steps, loss %.4f, L1 %.4f, codes used %d/%d", t.step, st.loss,
                   st.recon / o.l1_weight, st.codes_used, cfg->n_codes);
     if (rc == 0 && !isnan(psnr)) lsdm_note("validation PSNR %.2f dB", psnr);
+    if (rc < 0) goto fail;
+    goto done;
+fail:
+    code = lsdm_fail();
+done:
     if (log) fclose(log);
     free(x);
     free(seg);
@@ -562,6 +586,6 @@ int main(int argc, char **argv) {
     set_free(&val);
     vq_trainer_free(&t);
     vqgan_free(&m);
-    if (a.lpips) lpips_free(&lp);
-    return rc < 0 ? lsdm_fail() : 0;
+    lpips_free(&lp);
+    return code;
 }
