@@ -212,3 +212,14 @@ int vq_tile_option(int is_tile, const char *arg, int64_t tile[3], int *overlap) 
     *overlap = (int)v;
     return 0;
 }
+
+float *vq_blend_take(vq_blend *b, int rc) {
+    float *v = NULL;
+    if (rc == 0) {
+        vq_blend_finish(b);
+        v = b->acc;
+        b->acc = NULL;
+    }
+    vq_blend_free(b);
+    return v;
+}

@@ -49,6 +49,10 @@ int vq_blend_add(vq_blend *b, const vq_tiling *t, int i, const float *y);
  * b->acc = NULL before vq_blend_free). */
 void vq_blend_finish(vq_blend *b);
 void vq_blend_free(vq_blend *b);
+/* The end of a tiled pass: rc 0 finishes and hands over the blended volume
+ * (the caller frees it), anything else drops it and gives NULL; b is
+ * freed either way. */
+float *vq_blend_take(vq_blend *b, int rc);
 
 /* dst (C, size) <- src (C, dim) at off; the window lies inside src. */
 void vq_window_copy(float *dst, const float *src, int C, const int64_t dim[3],

@@ -253,15 +253,7 @@ static float *decode_tiled(nn_ctx *c, const vqgan *m, const dec_opts *o, const f
         lsdm_progress(i + 1, n, "tiles");
     }
     lsdm_progress_end();
-    if (rc) {
-        vq_blend_free(&b);
-        return NULL;
-    }
-    vq_blend_finish(&b);
-    float *y = b.acc;
-    b.acc = NULL;
-    vq_blend_free(&b);
-    return y;
+    return vq_blend_take(&b, rc);
 }
 
 /* [-1,1] -> [lo,hi] as asked; source: the encoder's source-range key. */

@@ -158,15 +158,7 @@ static float *encode_tiled(nn_ctx *c, const vqgan *m, const enc_opts *o, const f
         lsdm_progress(i + 1, n, "tiles");
     }
     lsdm_progress_end();
-    if (rc) {
-        vq_blend_free(&b);
-        return NULL;
-    }
-    vq_blend_finish(&b);
-    float *z = b.acc;
-    b.acc = NULL;
-    vq_blend_free(&b);
-    return z;
+    return vq_blend_take(&b, rc);
 }
 
 /* The latent record of one image: data of the chosen kind, keys, geometry. */
