@@ -12,6 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <omp.h>
+#include <stdio.h>
+
+#include "check.h"
 #include "fixture.h"
 #include "rng.h"
 
@@ -143,7 +147,7 @@ static inline int op_fixture_load(fixture *fx, const char *group, const char *na
     op_fixture_path(path, sizeof path, group, name);
     if (fixture_load(fx, path) != 0) {
         check_fail++;
-        fprintf(stderr, "missing fixture %s (make it with tests/torch/make_norm.py)\n", path);
+        fprintf(stderr, "missing fixture %s (made by a script in tests/torch/)\n", path);
         return -1;
     }
     return 0;
@@ -166,6 +170,17 @@ static inline double *op_fx64(const fixture *fx, const char *name, size_t want) 
         return NULL;
     }
     return op_to_f64(t, n);
+}
+
+/* op_gradcheck on one thread: central differences run thousands of tiny
+ * forwards, and OpenMP barriers on a busy small machine cost more than
+ * the work. */
+static inline double op_gradcheck1(op_loss_fn loss, void *ctx, double *p, const double *ana, size_t n) {
+    int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    double e = op_gradcheck(loss, ctx, p, ana, n);
+    omp_set_num_threads(threads);
+    return e;
 }
 
 #endif

@@ -14,16 +14,6 @@
 #include "linear_attention.h"
 #include "timestep_embedding.h"
 
-/* Central differences run thousands of tiny forwards: one thread, since
- * OpenMP barriers on a busy small machine cost more than the work. */
-static double gradcheck1(op_loss_fn loss, void *ctx, double *p, const double *ana, size_t n) {
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    double e = op_gradcheck(loss, ctx, p, ana, n);
-    omp_set_num_threads(threads);
-    return e;
-}
-
 /* Every buffer of a test, freed together at its end. */
 static void *bufs[256];
 static int nbufs;
@@ -33,15 +23,6 @@ static double *trand(size_t n, uint64_t seed) { return bufs[nbufs++] = op_rand(n
 static float *tf32(const double *x, size_t n) { return bufs[nbufs++] = op_to_f32(x, n); }
 static double *tf64(const float *x, size_t n) { return bufs[nbufs++] = op_to_f64(x, n); }
 static void tfree(void) { while (nbufs) free(bufs[--nbufs]); }
-
-static int fx_open(fixture *fx, const char *name) {
-    char path[PATH_MAX + 64];
-    op_fixture_path(path, sizeof path, "attn", name);
-    if (fixture_load(fx, path) == 0) return 0;
-    check_fail++;
-    fprintf(stderr, "missing fixture %s (make it with tests/torch/make_attn.py)\n", path);
-    return -1;
-}
 
 /* A fixture input as doubles (kept in bufs). */
 static double *fx_in(const fixture *fx, const char *name, size_t n) {
@@ -130,7 +111,7 @@ static void test_temporal_fd(int B, int H, int L, int dh, int rot) {
     size_t sz[] = {n, n, n, 32 * (size_t)H};
     for (int i = 0; i < 4; i++) {
         snprintf(what, sizeof what, "fd temporal L=%d rot=%d/%d %s", L, rot, dh, names[i]);
-        OP_CHECK_ERR(what, gradcheck1(temporal64_loss, &t, p[i], d[i], sz[i]), 1e-6);
+        OP_CHECK_ERR(what, op_gradcheck1(temporal64_loss, &t, p[i], d[i], sz[i]), 1e-6);
     }
 
     // float against double, same chain
@@ -173,7 +154,7 @@ static void test_plain_fd(int B, int H, int L, int dh) {
     for (int i = 0; i < 4; i++) {
         // central differences on at most 300 entries (the bias has L*L per head)
         snprintf(what, sizeof what, "fd attention L=%d %s", L, names[i]);
-        OP_CHECK_ERR(what, gradcheck1(plain64_loss, &a, p[i], d[i], sz[i] < 300 ? sz[i] : 300), 1e-6);
+        OP_CHECK_ERR(what, op_gradcheck1(plain64_loss, &a, p[i], d[i], sz[i] < 300 ? sz[i] : 300), 1e-6);
     }
     // float: forward and backward against double
     float *out = t32(n), *att = t32((size_t)B * H * LL), *fq = t32(n), *fk = t32(n), *fv = t32(n);
@@ -242,7 +223,7 @@ static void test_linear_attention_shape(int B, int H, int dh, int F, int N) {
     op_sub(d, 3 * n, 0.5);
     char what[96];
     snprintf(what, sizeof what, "fd linear attention dh=%d F=%d N=%d dqkv", dh, F, N);
-    OP_CHECK_ERR(what, gradcheck1(lin64_loss, &a, a.qkv, d, 3 * n), 1e-6);
+    OP_CHECK_ERR(what, op_gradcheck1(lin64_loss, &a, a.qkv, d, 3 * n), 1e-6);
     float *qkv = tf32(a.qkv, 3 * n), *g = tf32(a.g, n), *out = t32(n), *qs = t32(n), *ks = t32(n);
     float *ctx = t32((size_t)B * F * H * dh * dh), *fd = t32(3 * n), *fw = t32(ws);
     linear_attention_forward(out, qs, ks, ctx, qkv, B, H, dh, F, N, (float)a.scale);
@@ -278,7 +259,7 @@ static void test_timestep(void) {
     temb64_loss(&e);
     timestep_embedding_backward_f64(dt, e.g, e.t, 3, 8);
     op_sub(dt, 3, 0.5);
-    OP_CHECK_ERR("fd timestep embedding dt", gradcheck1(temb64_loss, &e, e.t, dt, 3), 1e-6);
+    OP_CHECK_ERR("fd timestep embedding dt", op_gradcheck1(temb64_loss, &e, e.t, dt, 3), 1e-6);
     // row 0 at t = 0.25: sin(0.25 f_i), cos(0.25 f_i), f_i = 10000^(-i/3)
     CHECK_NEAR(e.out[1], sin(0.25 * pow(10000, -1.0 / 3)), 1e-15);
     CHECK_NEAR(e.out[4 + 3], cos(0.25 * 1e-4), 1e-15);
@@ -288,7 +269,7 @@ static void test_timestep(void) {
 /* ---- PyTorch fixtures ---- */
 static void test_fx_temporal(void) {
     fixture fx;
-    if (fx_open(&fx, "attn_temporal") != 0) return;
+    if (op_fixture_load(&fx, "attn", "attn_temporal") != 0) return;
     int B = 3, H = 2, L = 6, dh = 8;
     size_t n = (size_t)B * H * L * dh;
     temporal64 t;
@@ -316,7 +297,7 @@ static void test_fx_temporal(void) {
 
 static void test_fx_long(void) {
     fixture fx;
-    if (fx_open(&fx, "attn_long") != 0) return;
+    if (op_fixture_load(&fx, "attn", "attn_long") != 0) return;
     int B = 1, H = 1, L = 70, dh = 4;
     size_t n = (size_t)B * H * L * dh, LL = (size_t)L * L;
     for (int f32 = 0; f32 < 2; f32++) {
@@ -347,7 +328,7 @@ static void test_fx_long(void) {
 
 static void test_fx_rotary(void) {
     fixture fx;
-    if (fx_open(&fx, "rotary_partial") != 0) return;
+    if (op_fixture_load(&fx, "attn", "rotary_partial") != 0) return;
     int B = 2, L = 5, dh = 12, rot = 8;
     size_t n = (size_t)B * L * dh;
     double *x = fx_in(&fx, "x", n), *g = fx_in(&fx, "g", n), *cs = t64((size_t)L * rot);
@@ -373,7 +354,7 @@ static void test_fx_rotary(void) {
 
 static void test_fx_buckets(void) {
     fixture fx;
-    if (fx_open(&fx, "relpos_buckets") != 0) return;
+    if (op_fixture_load(&fx, "attn", "relpos_buckets") != 0) return;
     const char *names[2] = {"md32", "md128"};
     int md[2] = {32, 128};
     for (int c = 0; c < 2; c++) {
@@ -390,7 +371,7 @@ static void test_fx_buckets(void) {
 
 static void test_fx_linear(void) {
     fixture fx;
-    if (fx_open(&fx, "linear_attn") != 0) return;
+    if (op_fixture_load(&fx, "attn", "linear_attn") != 0) return;
     lin64 a;
     int B = 2, H = 2, dh = 4, F = 3, N = 5;
     lin64_init(&a, B, H, dh, F, N);
@@ -414,7 +395,7 @@ static void test_fx_linear(void) {
 
 static void test_fx_timestep(void) {
     fixture fx;
-    if (fx_open(&fx, "timestep") != 0) return;
+    if (op_fixture_load(&fx, "attn", "timestep") != 0) return;
     double *t = fx_in(&fx, "t", 4), *g = fx_in(&fx, "g", 64), *out = t64(64), *dt = t64(4);
     timestep_embedding_forward_f64(out, t, 4, 16);
     timestep_embedding_backward_f64(dt, g, t, 4, 16);

@@ -14,25 +14,6 @@
 #include "batchnorm.h"
 #include "pad3d.h"
 
-/* Central differences run thousands of tiny forwards: one thread, since
- * OpenMP barriers on a busy small machine cost more than the work. */
-static double gradcheck1(op_loss_fn loss, void *ctx, double *p, const double *ana, size_t n) {
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    double e = op_gradcheck(loss, ctx, p, ana, n);
-    omp_set_num_threads(threads);
-    return e;
-}
-
-static int fx_open(fixture *fx, const char *name) {
-    char path[PATH_MAX + 64];
-    op_fixture_path(path, sizeof path, "bnpad", name);
-    if (fixture_load(fx, path) == 0) return 0;
-    check_fail++;
-    fprintf(stderr, "missing fixture %s (make it with tests/torch/make_bnpad.py)\n", path);
-    return -1;
-}
-
 /* ---- BatchNorm, training mode ------------------------------------------ */
 
 typedef struct {
@@ -119,12 +100,12 @@ static void test_bn_fd(int N, int C, int S, int affine, double eps, uint64_t see
     bn_run(&k, 0, 0.25, &r);
     char what[128];
     snprintf(what, sizeof what, "fd bn-train %d,%d,%d%s dx", N, C, S, affine ? " affine" : "");
-    OP_CHECK_ERR(what, gradcheck1(bn_loss, &k, k.x, r.dx, bn_numel(&k)), 1e-6);
+    OP_CHECK_ERR(what, op_gradcheck1(bn_loss, &k, k.x, r.dx, bn_numel(&k)), 1e-6);
     if (affine) {
         snprintf(what, sizeof what, "fd bn-train %d,%d,%d affine dw", N, C, S);
-        OP_CHECK_ERR(what, gradcheck1(bn_loss, &k, k.w, r.dw, (size_t)C), 1e-6);
+        OP_CHECK_ERR(what, op_gradcheck1(bn_loss, &k, k.w, r.dw, (size_t)C), 1e-6);
         snprintf(what, sizeof what, "fd bn-train %d,%d,%d affine db", N, C, S);
-        OP_CHECK_ERR(what, gradcheck1(bn_loss, &k, k.b, r.db, (size_t)C), 1e-6);
+        OP_CHECK_ERR(what, op_gradcheck1(bn_loss, &k, k.b, r.db, (size_t)C), 1e-6);
     }
     bn_res_free(&r);
     bn_free(&k);
@@ -181,7 +162,7 @@ static void test_bn_running(void) {
 
 static void test_bn_fixture(const char *name) {
     fixture fx;
-    if (fx_open(&fx, name) != 0) return;
+    if (op_fixture_load(&fx, "bnpad", name) != 0) return;
     bn_case k = {0};
     k.N = (int)op_cfg(&fx, 0), k.C = (int)op_cfg(&fx, 1), k.S = (int)op_cfg(&fx, 2);
     k.eps = op_cfg(&fx, 3), k.affine = (int)op_cfg(&fx, 4), k.momentum = op_cfg(&fx, 5);
@@ -273,7 +254,7 @@ static void test_pad_random(int NC, int D, int H, int W, const int pad[6], int m
     char what[128];
     snprintf(what, sizeof what, "fd pad3d %s %d,%d,%d,%d [%d %d %d %d %d %d]",
              mode ? "replicate" : "zero", NC, D, H, W, pad[0], pad[1], pad[2], pad[3], pad[4], pad[5]);
-    OP_CHECK_ERR(what, gradcheck1(pad_loss, &k, k.x, d64, ni), 1e-6);
+    OP_CHECK_ERR(what, op_gradcheck1(pad_loss, &k, k.x, d64, ni), 1e-6);
     snprintf(what, sizeof what, "f32 pad3d %s %d,%d,%d,%d out", mode ? "replicate" : "zero", NC, D, H, W);
     OP_CHECK_ERR(what, op_err(o32, o64, no, NULL), 0);
     snprintf(what, sizeof what, "f32 pad3d %s %d,%d,%d,%d dx", mode ? "replicate" : "zero", NC, D, H, W);
@@ -327,7 +308,7 @@ static void test_pad_values(void) {
 
 static void test_pad_fixture(const char *name) {
     fixture fx;
-    if (fx_open(&fx, name) != 0) return;
+    if (op_fixture_load(&fx, "bnpad", name) != 0) return;
     int in[3] = {(int)op_cfg(&fx, 1), (int)op_cfg(&fx, 2), (int)op_cfg(&fx, 3)}, pad[6];
     for (int i = 0; i < 6; i++) pad[i] = (int)op_cfg(&fx, 4 + i);
     pad_case k = {0};

@@ -12,25 +12,6 @@
 #include "interpolate.h"
 #include "pool.h"
 
-/* Central differences run thousands of tiny forwards: one thread, since
- * OpenMP barriers on a busy small machine cost more than the work. */
-static double gradcheck1(op_loss_fn loss, void *ctx, double *p, const double *ana, size_t n) {
-    int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    double e = op_gradcheck(loss, ctx, p, ana, n);
-    omp_set_num_threads(threads);
-    return e;
-}
-
-static int fx_open(fixture *fx, const char *name) {
-    char path[PATH_MAX + 64];
-    op_fixture_path(path, sizeof path, "attn", name);
-    if (fixture_load(fx, path) == 0) return 0;
-    check_fail++;
-    fprintf(stderr, "missing fixture %s (make it with tests/torch/make_attn.py)\n", path);
-    return -1;
-}
-
 static size_t vol(int nc, const int s[3]) { return (size_t)nc * s[0] * s[1] * s[2]; }
 
 /* One op under test: interpolation or pooling, forward and backward in
@@ -90,7 +71,7 @@ static void check_random(op3d *o, const char *label) {
     op_sub(dx, ni, 0.5);
     char what[96];
     snprintf(what, sizeof what, "fd %s", label);
-    OP_CHECK_ERR(what, gradcheck1(op_loss, o, o->x, dx, ni), 1e-6);
+    OP_CHECK_ERR(what, op_gradcheck1(op_loss, o, o->x, dx, ni), 1e-6);
     float *x32 = op_to_f32(o->x, ni), *g32 = op_to_f32(o->g, no), *o32 = op_zerosf(no), *d32 = op_zerosf(ni);
     op_run32(o, o32, d32, x32, g32);
     op_loss(o);
@@ -106,7 +87,7 @@ static void check_random(op3d *o, const char *label) {
 /* The PyTorch values of one case, in double and in float. */
 static void check_fixture(op3d *o, const char *name) {
     fixture fx;
-    if (fx_open(&fx, name) != 0) return;
+    if (op_fixture_load(&fx, "attn", name) != 0) return;
     size_t ni = op_nin(o), no = op_nout(o);
     double *x = op_fx64(&fx, "x", ni), *g = op_fx64(&fx, "g", no);
     if (!x || !g) { free(x), free(g), fixture_free(&fx); return; }
