@@ -9,7 +9,13 @@ num_batches_tracked counters):
 - --keep-all keeps the dropped ones (num_batches_tracked stays int64);
 - pickled hyper-parameters (Lightning stores the Hydra config object) are
   read as plain data without --trust (config metadata as JSON), as is with
-  it; a file that is no checkpoint gives one error line and exit 1.
+  it; a file that is no checkpoint gives one error line and exit 1;
+- the diffusion UNet (tests/torch/unet_ref.py, the small fixture config)
+  inside a diffusion trainer's checkpoint ('model' and 'ema': the
+  GaussianDiffusion state_dict, UNet under denoise_fn. next to the schedule
+  buffers and the frozen vqgan.*): --select denoise_fn. (with --ema for the
+  EMA weights) gives exactly the UNet's tensors, the rotary freqs buffers
+  included, with the names of tests/fixtures/unet/small.safetensors.
 
     /opt/torchenv/bin/python tests/torch/test_convert.py     (exit 0: all passed)
 """
@@ -26,6 +32,8 @@ from safetensors.torch import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from unet_ref import Unet3D_SPADE  # noqa: E402
+from unet_ref import parse_config as unet_parse_config  # noqa: E402
 from vqgan_ref import VQGAN, read_config  # noqa: E402
 
 TOP = os.path.join(HERE, '..', '..')
@@ -108,10 +116,43 @@ def check(name, d):
     print('convert %s: ok (%d tensors, %d dropped by default)' % (name, len(want), n_drop))
 
 
+def check_unet(d):
+    with open(os.path.join(TOP, 'tests', 'fixtures', 'unet', 'small.conf')) as f:
+        cfg = unet_parse_config(f.read())
+    torch.manual_seed(2)
+    unet, ema = Unet3D_SPADE(cfg), Unet3D_SPADE(cfg)  # different weights: a mix-up shows
+    extra = {'betas': torch.rand(500), 'sqrt_alphas_cumprod': torch.rand(500),
+             'vqgan.encoder.conv_first.conv.weight': torch.randn(4, 1, 3, 3, 3),
+             'vqgan.codebook.embeddings': torch.randn(32, 4)}
+
+    def diffusion_sd(m):  # GaussianDiffusion.state_dict(): denoise_fn + buffers + vqgan
+        sd = {'denoise_fn.' + k: v for k, v in m.state_dict().items()}
+        sd.update(extra)
+        return sd
+
+    src, out = os.path.join(d, 'model-1.pt'), os.path.join(d, 'unet.safetensors')
+    torch.save({'step': 600, 'model': diffusion_sd(unet), 'ema': diffusion_sd(ema),
+                'scaler': {'scale': 65536.0}}, src)
+    fixture = load_file(os.path.join(TOP, 'tests', 'fixtures', 'unet', 'small.safetensors'))
+    for flags, want in ((['--select', 'denoise_fn.'], unet), (['--ema', '--select', 'denoise_fn.'], ema)):
+        r = convert(*flags, src, out)
+        assert r.returncode == 0, r.stderr
+        got, sd = load_file(out), want.state_dict()
+        assert set(got) == set(sd) == set(fixture), sorted(set(got) ^ set(fixture))
+        assert all(got[k].dtype == torch.float32 and torch.equal(got[k], sd[k]) for k in sd)
+        assert all(fixture[k].shape == got[k].shape for k in got)
+        assert 'init_temporal_attn.fn.fn.fn.rotary_emb.freqs' in got
+        with safe_open(out, 'pt') as f:
+            meta = f.metadata()
+        assert meta['step'] == '600' and meta['source_dict'] == ('ema' if '--ema' in flags else 'model'), meta
+    print('convert unet: ok (%d tensors from a diffusion trainer checkpoint, model and ema)' % len(got))
+
+
 def main():
     with tempfile.TemporaryDirectory() as d:
         for name in ('plain', 'spade'):
             check(name, d)
+        check_unet(d)
 
 
 if __name__ == '__main__':
