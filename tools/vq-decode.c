@@ -13,6 +13,7 @@
 #include "err.h"
 #include "stream.h"
 #include "vqgan.h"
+#include "semantic.h"
 #include "vqtile.h"
 
 static const char HELP[] =
@@ -188,43 +189,6 @@ static float *latent_vectors(nn_ctx *c, const vqgan *m, const dec_opts *o, const
     return zq;
 }
 
-/* The mask paired with a latent as f32 one-hot (label_nc, dim): one-hot
- * records of any dtype as they are, class indices (1 channel) expanded. */
-static float *mask_onehot(const vqgan *m, const lsdm_record *s, const int64_t dim[3]) {
-    int L = m->cfg.label_nc, nd = s->ndim;
-    int64_t C = nd == 4 ? s->shape[0] : 1;
-    int ok = (nd == 3 || nd == 4) && s->shape[nd - 3] == dim[0] && s->shape[nd - 2] == dim[1] &&
-             s->shape[nd - 1] == dim[2];
-    int indices = C == 1 && L > 1 && !lsdm_dtype_is_float(s->dtype);
-    if (!ok || (C != L && !indices)) {
-        char got[96];
-        lsdm_shape_format(got, sizeof got, nd, s->shape);
-        lsdm_err("--seg: mask of shape %s, the decoder needs %d,%lld,%lld,%lld (one-hot classes, "
-                 "image shape)", got, L, (long long)dim[0], (long long)dim[1], (long long)dim[2]);
-        return NULL;
-    }
-    size_t S = (size_t)(dim[0] * dim[1] * dim[2]);
-    float *seg = calloc((size_t)L * S, sizeof(float));
-    if (!seg) {
-        lsdm_err("out of memory");
-        return NULL;
-    }
-    if (!indices) {
-        lsdm_convert_to_f32(seg, s->data, s->dtype, (size_t)L * S);
-        return seg;
-    }
-    for (size_t i = 0; i < S; i++) {
-        double v = lsdm_elem_get(s->data, s->dtype, i);
-        if (v < 0 || v >= L) {
-            lsdm_err("--seg: class %.0f, the decoder knows %d classes", v, L);
-            free(seg);
-            return NULL;
-        }
-        seg[(size_t)v * S + i] = 1;
-    }
-    return seg;
-}
-
 /* ------------------------------------------------------------ decoding */
 
 /* y (Ci, ld*f) <- the decoder over overlapping tiles of zq (E, ld) [+ seg]. */
@@ -280,7 +244,7 @@ static int decode_record(nn_ctx *c, const vqgan *m, const dec_opts *o, const cha
     float *zq = latent_vectors(c, m, o, digest, in, ld), *seg = NULL, *y = NULL;
     if (!zq) return -1;
     int64_t dim[3] = {ld[0] * f, ld[1] * f, ld[2] * f}, shape[4] = {Ci, dim[0], dim[1], dim[2]};
-    int rc = mask && !(seg = mask_onehot(m, mask, dim)) ? -1 : 0;
+    int rc = mask && !(seg = semantic_onehot(mask, m->cfg.label_nc, dim, NULL)) ? lsdm_err_ctx("--seg") : 0;
     if (!rc && !(y = decode_tiled(c, m, o, zq, seg, ld))) rc = -1;
     free(zq);
     free(seg);

@@ -150,7 +150,7 @@ seg3() { mask2sem --map '0=0,1=1,*=2' "$@"; }
     mask2sem --onehot "$TMP/m.lsdm" -o "$TMP/s5.lsdm"
     run_tool 1 vq-decode -m "$SPADE" --force-model --seg "$TMP/s5.lsdm" "$TMP/z.lsdm" -o "$TMP/y2.lsdm"
     assert_one_error_line vq-decode
-    [[ "$stderr" == *"--seg: mask of shape 5,8,16,16, the decoder needs 3,8,16,16"* ]]
+    [[ "$stderr" == *"--seg: mask of shape 5,8,16,16, expected 3,8,16,16"* ]]
     # an image is no latent: 1 channel for a codebook of dimension 4
     run_tool 1 vq-decode -m "$PLAIN" "$TMP/p.lsdm" -o "$TMP/y2.lsdm"
     assert_one_error_line vq-decode
