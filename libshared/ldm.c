@@ -1,0 +1,158 @@
+/* Latent diffusion checkpoints: the UNet plus the "diffusion" metadata. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "ldm.h"
+#include "safetensors.h"
+
+void ldm_diffusion_defaults(ldm_diffusion_config *d) {
+    memset(d, 0, sizeof *d);
+    d->timesteps = 500;
+    d->latent_min = -1, d->latent_max = 1;
+    d->cond_drop = 0.1;
+    d->downsample = 4;
+    d->train_shape[0] = 8, d->train_shape[1] = d->train_shape[2] = 64;
+}
+
+const char *ldm_diffusion_text(const ldm_diffusion_config *d) {
+    static char buf[512];
+    snprintf(buf, sizeof buf,
+             "timesteps = %d\nschedule = cosine\nobjective = eps\nloss = %s\nlatent_min = %.9g\n"
+             "latent_max = %.9g\nvq_model = %s\nnull_mask = zeros\ncond_drop = %.9g\ndownsample = %d\n"
+             "train_shape = %d,%d,%d\n",
+             d->timesteps, d->loss_l2 ? "l2" : "l1", d->latent_min, d->latent_max,
+             d->vq_model[0] ? d->vq_model : "none", d->cond_drop, d->downsample, d->train_shape[0],
+             d->train_shape[1], d->train_shape[2]);
+    return buf;
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
+    return s;
+}
+
+static int parse_real(const char *v, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !isfinite(x)) return -1;
+    *out = x;
+    return 0;
+}
+
+/* 0 ok, -1 bad value, -2 unknown key */
+static int set_key(ldm_diffusion_config *d, const char *k, const char *v) {
+    double x;
+    if (!strcmp(k, "timesteps")) {
+        if (parse_real(v, &x) < 0 || x != floor(x) || x < 1 || x > 100000) return -1;
+        d->timesteps = (int)x;
+        return 0;
+    }
+    if (!strcmp(k, "schedule")) return strcmp(v, "cosine") ? -1 : 0;
+    if (!strcmp(k, "objective")) return strcmp(v, "eps") ? -1 : 0;
+    if (!strcmp(k, "null_mask")) return strcmp(v, "zeros") ? -1 : 0;
+    if (!strcmp(k, "loss")) {
+        if (strcmp(v, "l1") && strcmp(v, "l2")) return -1;
+        d->loss_l2 = !strcmp(v, "l2");
+        return 0;
+    }
+    if (!strcmp(k, "latent_min")) return parse_real(v, &d->latent_min);
+    if (!strcmp(k, "latent_max")) return parse_real(v, &d->latent_max);
+    if (!strcmp(k, "cond_drop")) return parse_real(v, &d->cond_drop) < 0 || d->cond_drop < 0 || d->cond_drop > 1 ? -1 : 0;
+    if (!strcmp(k, "downsample")) {
+        if (parse_real(v, &x) < 0 || x != floor(x) || x < 1 || x > 64) return -1;
+        d->downsample = (int)x;
+        return 0;
+    }
+    if (!strcmp(k, "train_shape")) {
+        int a, b, c;
+        char extra;
+        if (sscanf(v, "%d,%d,%d%c", &a, &b, &c, &extra) != 3 || a < 1 || b < 1 || c < 1 || a > 65536 ||
+            b > 65536 || c > 65536)
+            return -1;
+        d->train_shape[0] = a, d->train_shape[1] = b, d->train_shape[2] = c;
+        return 0;
+    }
+    if (!strcmp(k, "vq_model")) {
+        if (!strcmp(v, "none")) {
+            d->vq_model[0] = 0;
+            return 0;
+        }
+        if (strlen(v) != 16 || strspn(v, "0123456789abcdef") != 16) return -1;
+        memcpy(d->vq_model, v, 17);
+        return 0;
+    }
+    return -2;
+}
+
+int ldm_diffusion_parse(ldm_diffusion_config *d, const char *text) {
+    ldm_diffusion_defaults(d);
+    char *buf = strdup(text), *save = NULL;
+    if (!buf) return lsdm_err("out of memory");
+    int lineno = 0, rc = 0;
+    for (char *line = strtok_r(buf, "\n", &save); line && rc == 0; line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *s = trim(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = lsdm_err("diffusion line %d: expected 'key = value': %s", lineno, s);
+            break;
+        }
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        int r = set_key(d, k, v);
+        if (r == -2) rc = lsdm_err("diffusion line %d: unknown key '%s'", lineno, k);
+        else if (r < 0) rc = lsdm_err("diffusion line %d: bad value for %s: '%s'", lineno, k, v);
+    }
+    free(buf);
+    if (rc == 0 && !(d->latent_max > d->latent_min))
+        rc = lsdm_err("diffusion: latent_max %g is not above latent_min %g", d->latent_max, d->latent_min);
+    return rc;
+}
+
+/* The reference: ((z - min) / (max - min)) * 2 - 1, and back. */
+void ldm_normalize(float *z, size_t n, const ldm_diffusion_config *d) {
+    double lo = d->latent_min, s = 2.0 / (d->latent_max - d->latent_min);
+    for (size_t i = 0; i < n; i++) z[i] = (float)((z[i] - lo) * s - 1.0);
+}
+
+void ldm_denormalize(float *z, size_t n, const ldm_diffusion_config *d) {
+    double lo = d->latent_min, s = (d->latent_max - d->latent_min) / 2.0;
+    for (size_t i = 0; i < n; i++) z[i] = (float)((z[i] + 1.0) * s + lo);
+}
+
+int ldm_load(unet *m, ldm_diffusion_config *d, const char *path, const char *config, ckpt_meta *meta) {
+    ckpt_meta own = {0};
+    ckpt_meta *mm = meta ? meta : &own;
+    if (unet_load(m, path, config, mm) < 0) return -1;
+    const char *text = ckpt_meta_get(mm, "diffusion");
+    int rc = text ? ldm_diffusion_parse(d, text)
+                  : lsdm_err("%s is no diffusion checkpoint (no 'diffusion' metadata; made by ldm-train)", path);
+    if (rc < 0 && text) lsdm_err_ctx("%s", path);
+    ckpt_meta_free(&own);
+    if (rc < 0) {
+        if (meta) ckpt_meta_free(meta);
+        unet_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+int ldm_save(const unet *m, const ldm_diffusion_config *d, const char *path, const ckpt_meta *extra) {
+    ckpt_meta meta = {0};
+    int rc = 0;
+    if (extra)
+        for (int i = 0; rc == 0 && i < extra->n; i++) rc = ckpt_meta_set(&meta, extra->key[i], extra->val[i]);
+    if (rc == 0) rc = ckpt_meta_set(&meta, "diffusion", ldm_diffusion_text(d));
+    if (rc == 0) rc = unet_save(m, path, &meta);
+    ckpt_meta_free(&meta);
+    return rc;
+}
