@@ -231,6 +231,7 @@ int vq_trainer_step(vq_trainer *t, const float *x, const float *seg, int N, int 
     t->opt_g.cfg.lr = t->opt_d.cfg.lr = lr;
     nn_params_zero_grads(&m->gen);
     if (vq_trainer_gen_backward(t, x, seg, N, D, H, W, st) < 0) return -1;
+    st->lr = lr;
     st->grad_norm = optimise(&m->gen, &t->opt_g, t->o.grad_clip);
     if (!isfinite(st->loss))
         return lsdm_err("step %ld: the loss is %g: training diverged", t->step + 1, st->loss);

@@ -50,6 +50,7 @@ typedef struct {
     double d_image, d_video;    /* hinge losses */
     double loss;                /* the generator's total */
     double perplexity, grad_norm;
+    double lr;                  /* the learning rate of this step */
     int codes_used, restarted, gan_on;
 } vq_step_stats;
 

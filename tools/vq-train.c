@@ -42,7 +42,11 @@ static const char HELP[] =
     "      --flip AXES       axes to flip at random, from 'dhw' (default w; '' none)\n"
     "      --lr X            Adam learning rate (default 3e-4, tiny configs 1e-3;\n"
     "                        betas 0.5, 0.9)\n"
-    "      --cosine          decay the learning rate to 0 along a cosine over --steps\n"
+    "      --lr-schedule S   constant, or cosine: decayed to 0 along a half cosine\n"
+    "                        over --steps (default constant; tiny configs cosine)\n"
+    "      --cosine          the same as --lr-schedule cosine\n"
+    "      --foreground P    centre a block on a random foreground voxel (above 10%\n"
+    "                        of the volume's range) with probability P (default 0.67)\n"
     "      --disc-start N    step at which the GAN losses start (default 10000)\n"
     "      --l1-weight X     (default 4)    --gan-feat-weight X (default 4)\n"
     "      --image-gan-weight X, --video-gan-weight X   (default 1, 1)\n"
@@ -70,7 +74,7 @@ enum {
     OPT_INIT = LSDM_OPT_FIRST_TOOL, OPT_RESUME, OPT_SEG, OPT_STEPS, OPT_MINUTES, OPT_BATCH,
     OPT_BLOCK, OPT_SHAPE, OPT_FLIP, OPT_LR, OPT_DISC_START, OPT_L1, OPT_FEAT, OPT_IMG_GAN,
     OPT_VID_GAN, OPT_CLIP, OPT_NO_RESTART, OPT_SEED, OPT_SAVE_EVERY, OPT_LOG, OPT_LOG_EVERY,
-    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL, OPT_COSINE,
+    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL, OPT_COSINE, OPT_FOREGROUND, OPT_SCHEDULE,
 };
 
 typedef struct {
@@ -90,6 +94,8 @@ typedef struct {
     double minutes;
     int block[3], shape[3], has_block, has_shape;
     int flip[3];
+    double foreground;
+    int schedule; /* -1 default, 0 constant, 1 cosine */
 } train_args;
 
 static void set_free(volume_set *s) {
@@ -257,6 +263,26 @@ static void take_block(float *dst, const float *src, int C, const volume *v, con
             }
 }
 
+/* Most of a volume is background that a model learns in a few steps; the
+ * edges of small structures are what it must see often (nnU-Net's
+ * foreground oversampling). Centre the block on a random voxel above 10% of
+ * the volume's range (first channel, rescaled to [-1,1]); keep off when 64
+ * draws find none. */
+static void centre_on_foreground(int off[3], const volume *v, const int b[3], lsdm_rng *r) {
+    size_t n = (size_t)v->D * v->H * v->W;
+    for (int tries = 0; tries < 64; tries++) {
+        size_t i = ((size_t)lsdm_rng_u32(r) << 32 | lsdm_rng_u32(r)) % n;
+        if (v->img[i] <= -0.8f) continue;
+        int p[3] = {(int)(i / ((size_t)v->H * v->W)), (int)(i / v->W % v->H), (int)(i % v->W)};
+        int dims[3] = {v->D, v->H, v->W};
+        for (int k = 0; k < 3; k++) {
+            int o = p[k] - b[k] / 2;
+            off[k] = o < 0 ? 0 : o > dims[k] - b[k] ? dims[k] - b[k] : o;
+        }
+        return;
+    }
+}
+
 /* The batch of step `step`: volumes, offsets and flips from Philox(seed, step). */
 static void make_batch(float *x, float *seg, const volume_set *s, const vqgan_config *cfg,
                        const train_args *a, uint64_t seed, long step) {
@@ -268,6 +294,7 @@ static void make_batch(float *x, float *seg, const volume_set *s, const vqgan_co
         const volume *v = &s->v[lsdm_rng_u32(&r) % (uint32_t)s->n];
         int dims[3] = {v->D, v->H, v->W}, off[3], flip[3];
         for (int k = 0; k < 3; k++) off[k] = (int)(lsdm_rng_u32(&r) % (uint32_t)(dims[k] - a->block[k] + 1));
+        if (lsdm_rng_u32(&r) < a->foreground * 4294967296.0) centre_on_foreground(off, v, a->block, &r);
         for (int k = 0; k < 3; k++) flip[k] = a->flip[k] && (lsdm_rng_u32(&r) & 1);
         take_block(x + b * bx, v->img, cfg->image_channels, v, off, a->block, flip);
         if (seg) take_block(seg + b * bs, v->seg, cfg->label_nc, v, off, a->block, flip);
@@ -345,10 +372,10 @@ static int parse_dims(const char *s, int out[3]) {
 }
 
 static int log_line(FILE *f, long step, double t, const vq_step_stats *s, double psnr) {
-    fprintf(f, "%ld,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%.6g,%.4g,%.6g\n", step,
+    fprintf(f, "%ld,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%.6g,%.4g,%.6g,%.6g\n", step,
             t, s->loss, s->recon, s->commit, s->g_image, s->g_video, s->g_feat, s->d_image,
             s->d_video, s->perplexity, s->codes_used, s->restarted, s->grad_norm, psnr,
-            s->perceptual);
+            s->perceptual, s->lr);
     return fflush(f) == 0 && !ferror(f) ? 0 : lsdm_err("cannot write the log: %m");
 }
 
@@ -372,15 +399,17 @@ int main(int argc, char **argv) {
         {"val", required_argument, 0, OPT_VAL}, {"preview", required_argument, 0, OPT_PREVIEW},
         {"lpips", required_argument, 0, OPT_LPIPS}, {"cosine", no_argument, 0, OPT_COSINE},
         {"perceptual-weight", required_argument, 0, OPT_PERCEPTUAL},
+        {"foreground", required_argument, 0, OPT_FOREGROUND},
+        {"lr-schedule", required_argument, 0, OPT_SCHEDULE},
         {0, 0, 0, 0},
     };
     lsdm_cli_init("vq-train", argv);
     train_args a = {.config = NULL, .steps = 2000, .batch = 0, .save_every = 500, .log_every = 10,
-                    .flip = {0, 0, 1}};
+                    .flip = {0, 0, 1}, .foreground = 0.67, .schedule = -1};
     vq_train_opts o = vq_train_opts_default();
     long v;
     double dv;
-    int c, has_lr = 0, cosine = 0;
+    int c, has_lr = 0;
 #define NUM_OPT(var, lo, hi)                                                                  \
     do {                                                                                     \
         if (lsdm_parse_long(optarg, lo, hi, &v) < 0)                                         \
@@ -433,7 +462,17 @@ int main(int argc, char **argv) {
         case OPT_VAL: a.val = optarg; break;
         case OPT_PREVIEW: a.preview = optarg; break;
         case OPT_LPIPS: a.lpips = optarg; break;
-        case OPT_COSINE: cosine = 1; break;
+        case OPT_COSINE: a.schedule = 1; break;
+        case OPT_SCHEDULE:
+            if (strcmp(optarg, "constant") && strcmp(optarg, "cosine"))
+                return lsdm_usage_error("--lr-schedule: constant or cosine, got '%s'", optarg);
+            a.schedule = !strcmp(optarg, "cosine");
+            break;
+        case OPT_FOREGROUND:
+            REAL_OPT(a.foreground);
+            if (!(a.foreground >= 0 && a.foreground <= 1))
+                return lsdm_usage_error("--foreground: a probability in [0,1], got '%s'", optarg);
+            break;
         case OPT_PERCEPTUAL: REAL_OPT(o.perceptual_weight); break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
@@ -474,7 +513,9 @@ int main(int argc, char **argv) {
     int f = cfg->downsample[0];
     /* The reference trains on 32x256x256 volumes, two at a time, at 3e-4. A
      * small model learns faster from many small blocks at a higher rate:
-     * the tiny configs default to 4 blocks of 16x32x32 at 1e-3. */
+     * the tiny configs default to 4 blocks of 16x32x32 at 1e-3, decayed
+     * along a cosine (short runs gain most from the decay: 27.0 against
+     * 24.9 dB after 2000 steps on phantoms). */
     int tiny = cfg->n_hiddens <= 8;
     if (!a.has_block) {
         a.block[0] = tiny ? 16 : 32;
@@ -482,7 +523,8 @@ int main(int argc, char **argv) {
     }
     if (!a.batch) a.batch = tiny ? 4 : 2;
     if (!has_lr && tiny) o.lr = 1e-3;
-    if (cosine) o.lr_cosine_steps = a.steps;
+    if (a.schedule < 0) a.schedule = tiny;
+    if (a.schedule) o.lr_cosine_steps = a.steps;
     for (int k = 0; k < 3; k++)
         if (a.block[k] % f) {
             code = lsdm_usage_error("--block: %d is not a multiple of the downsampling %d", a.block[k], f);
@@ -521,7 +563,7 @@ int main(int argc, char **argv) {
         }
         if (fresh)
             fprintf(log, "step,seconds,loss,recon,commit,g_image,g_video,g_feat,d_image,d_video,"
-                         "perplexity,codes_used,restarted,grad_norm,val_psnr,perceptual\n");
+                         "perplexity,codes_used,restarted,grad_norm,val_psnr,perceptual,lr\n");
     }
     size_t bx = (size_t)a.batch * cfg->image_channels * a.block[0] * a.block[1] * a.block[2];
     size_t bs = (size_t)a.batch * cfg->label_nc * a.block[0] * a.block[1] * a.block[2];

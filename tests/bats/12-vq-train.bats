@@ -103,6 +103,19 @@ EOF
     [ ! -e "$TMP/m.st" ]
 }
 
+@test "learning rate: cosine by default for tiny (lr column), constant on request; --foreground changes the blocks" {
+    run_tool 0 vq-train "${FAST[@]}" --steps 4 --log "$TMP/c.csv" --log-every 1 -o "$TMP/c.st" "$TMP/train.lsdm"
+    # lr of step s (counted from 0) is 1e-3 (1 + cos(pi s / 4)) / 2
+    [ "$(awk -F, 'NR>1 { printf "%s ", $17 }' "$TMP/c.csv")" = "0.001 0.000853553 0.0005 0.000146447 " ]
+    run_tool 0 vq-train "${FAST[@]}" --steps 2 --lr-schedule constant --lr 2e-3 --log "$TMP/k.csv" --log-every 1 \
+        -o "$TMP/k.st" "$TMP/train.lsdm"
+    [ "$(awk -F, 'NR>1 { printf "%s ", $17 }' "$TMP/k.csv")" = "0.002 0.002 " ]
+    # the first step's loss (before any update) differs only by the blocks taken
+    run_tool 0 vq-train "${FAST[@]}" --steps 1 --foreground 0 --log "$TMP/f0.csv" --log-every 1 -o "$TMP/f0.st" "$TMP/train.lsdm"
+    run_tool 0 vq-train "${FAST[@]}" --steps 1 --foreground 1 --log "$TMP/f1.csv" --log-every 1 -o "$TMP/f1.st" "$TMP/train.lsdm"
+    [ "$(sed -n 2p "$TMP/f0.csv" | cut -d, -f4)" != "$(sed -n 2p "$TMP/f1.csv" | cut -d, -f4)" ]
+}
+
 @test "usage errors exit 2" {
     run_tool 2 vq-train "$TMP/train.lsdm"
     [[ "$stderr" == *"-o CKPT"* ]]
@@ -112,6 +125,10 @@ EOF
     run_tool 2 vq-train -c tiny-spade -o "$TMP/m.st" "$TMP/train.lsdm"
     [[ "$stderr" == *"--seg"* ]]
     run_tool 2 vq-train --flip xyz -o "$TMP/m.st" "$TMP/train.lsdm"
+    run_tool 2 vq-train --foreground 1.5 -o "$TMP/m.st" "$TMP/train.lsdm"
+    [[ "$stderr" == *"--foreground: a probability in [0,1]"* ]]
+    run_tool 2 vq-train --lr-schedule linear -o "$TMP/m.st" "$TMP/train.lsdm"
+    [[ "$stderr" == *"--lr-schedule: constant or cosine"* ]]
     run_tool 2 vq-train --init a --resume b -o "$TMP/m.st" "$TMP/train.lsdm"
     run_tool 0 vq-train --help
     [[ "$output" == "Usage: vq-train"* ]]
@@ -121,7 +138,7 @@ EOF
     W="$TOP/tests/fixtures/lpips/weights.safetensors"
     run_tool 0 vq-train "${FAST[@]}" --steps 2 --lpips "$W" --perceptual-weight 2 \
         --log "$TMP/log.csv" --log-every 1 -o "$TMP/m.st" "$TMP/train.lsdm"
-    head -1 "$TMP/log.csv" | grep -q ',val_psnr,perceptual$'
+    head -1 "$TMP/log.csv" | grep -q ',val_psnr,perceptual,lr$'
     # loss = recon + commit + perceptual, the perceptual part positive
     awk -F, 'NR>1 { if (!($16 > 0) || ($3 - $4 - $5 - $16) > 1e-4 || ($3 - $4 - $5 - $16) < -1e-4) exit 1 }' "$TMP/log.csv"
     # the VQ-GAN's own file is not LPIPS weights
