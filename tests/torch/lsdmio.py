@@ -12,6 +12,8 @@ import zstandard
 
 _DTYPES = {np.dtype('uint8'): 'u8', np.dtype('int16'): 'i16', np.dtype('int32'): 'i32',
            np.dtype('float16'): 'f16', np.dtype('float32'): 'f32'}
+_NUMPY = {v: k for k, v in _DTYPES.items()}
+_NUMPY['bf16'] = None
 
 
 def _frame(kind, text, data=b''):
@@ -41,3 +43,27 @@ def write_stream(path, tensors, role='features', keys=None):
     out.append(_frame(1, 'records: %d\n' % len(tensors)))
     with open(path, 'wb') as f:
         f.write(b''.join(out))
+
+
+def read_stream(path):
+    """[(keys, array)] of every tensor record of the stream at path (bf16
+    records come back as float32)."""
+    data = open(path, 'rb').read()
+    out, pos = [], 0
+    while pos < len(data):
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        raw = obj.decompress(data[pos:])
+        pos = len(data) - len(obj.unused_data)
+        kind, hlen = raw[5], struct.unpack('<I', raw[8:12])[0]
+        if kind != 0:
+            continue
+        text = raw[16:16 + hlen].split(b'END\n')[0].decode()
+        keys = dict(line.split(': ', 1) for line in text.strip().split('\n'))
+        shape = [int(v) for v in keys['shape'].split(',')]
+        body = raw[16 + hlen:]
+        if keys['dtype'] == 'bf16':
+            a = (np.frombuffer(body, '<u2').astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(body, _NUMPY[keys['dtype']].newbyteorder('<'))
+        out.append((keys, a.reshape(shape)))
+    return out
