@@ -174,6 +174,9 @@ int nn_batchnorm_init(nn_batchnorm *l, nn_params *ps, const char *name, int C);
 /* ---- ops: each computes the forward and, when recording, pushes its backward ---- */
 
 nn_tensor *nn_conv3d(nn_ctx *c, const nn_conv *l, nn_tensor *x);
+/* Inference only: convs a and b (same geometry) on x in one pass, output
+ * channels a's then b's. */
+nn_tensor *nn_conv3d_pair(nn_ctx *c, const nn_conv *a, const nn_conv *b, nn_tensor *x);
 nn_tensor *nn_convt3d(nn_ctx *c, const nn_convt *l, nn_tensor *x);
 nn_tensor *nn_gn(nn_ctx *c, const nn_groupnorm *l, nn_tensor *x);
 /* silu(gn(x)): one fused sweep over memory when nothing is recorded for

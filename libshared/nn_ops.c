@@ -148,6 +148,49 @@ nn_tensor *nn_conv3d(nn_ctx *c, const nn_conv *l, nn_tensor *x) {
     return y;
 }
 
+/* Inference only: two convs of the same geometry on the same input as one
+ * conv with their output channels stacked (a then b), so the input's
+ * columns are read once for both (SPADE's gamma and beta). */
+nn_tensor *nn_conv3d_pair(nn_ctx *c, const nn_conv *a, const nn_conv *b, nn_tensor *x) {
+    if (!x) return NULL;
+    if (c->record || a->Cin != b->Cin || memcmp(a->k, b->k, sizeof a->k) || memcmp(a->s, b->s, sizeof a->s) ||
+        memcmp(a->p, b->p, sizeof a->p) || a->pad_mode != b->pad_mode || !a->b != !b->b) {
+        lsdm_err("%s, %s: not a pair of convs that can run as one (inference only)", a->w->name, b->w->name);
+        c->failed = 1;
+        return NULL;
+    }
+    if (x->C != a->Cin) {
+        lsdm_err("%s: input has %d channels, the layer takes %d", a->w->name, x->C, a->Cin);
+        c->failed = 1;
+        return NULL;
+    }
+    conv3d_dims d = conv_dims(a, x);
+    d.Cout = a->Cout + b->Cout;
+    if (conv3d_dims_init(&d) < 0) {
+        c->failed = 1;
+        return NULL;
+    }
+    size_t wa = a->w->n, wb = b->w->n, ws = conv3d_workspace_size(&d);
+    float *w = nn_scratch(c, wa + wb + d.Cout), *bias = w ? w + wa + wb : NULL;
+    float *work = ws ? nn_scratch(c, ws) : NULL;
+    nn_tensor *y = nn_tensor_new(c, d.N, d.Cout, d.OD, d.OH, d.OW);
+    if (!w || (ws && !work) || !y) {
+        nn_scratch_free(c, work);
+        nn_scratch_free(c, w);
+        return NULL;
+    }
+    memcpy(w, a->w->data, wa * sizeof *w);
+    memcpy(w + wa, b->w->data, wb * sizeof *w);
+    if (a->b) {
+        memcpy(bias, a->b->data, (size_t)a->Cout * sizeof *bias);
+        memcpy(bias + a->Cout, b->b->data, (size_t)b->Cout * sizeof *bias);
+    }
+    conv3d_forward(y->data, work, x->data, w, a->b ? bias : NULL, &d);
+    nn_scratch_free(c, work);
+    nn_scratch_free(c, w);
+    return y;
+}
+
 /* ---- transposed conv3d (optionally after a replicate pad) ---- */
 
 typedef struct {

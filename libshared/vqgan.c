@@ -291,17 +291,16 @@ static nn_tensor *spade_norm_chunked(nn_ctx *c, const vq_spade_norm *s, nn_tenso
                    (size_t)k * HW * sizeof(float));
         nn_tensor *a = nn_act(c, ACT_RELU, 0, nn_conv3d(c, &s->shared, sc));
         nn_drop(c, sc);
-        nn_tensor *gamma = nn_conv3d(c, &s->gamma, a);
-        nn_tensor *beta = nn_conv3d(c, &s->beta, a);
+        nn_tensor *gb = nn_conv3d_pair(c, &s->gamma, &s->beta, a); /* (N,2C,k,H,W) */
         nn_drop(c, a);
-        if (!gamma || !beta) return NULL;
-        for (int i = 0; i < N * C; i++) { /* n[:, :, d0:d0+k] *= (1 + gamma) += beta */
-            float *x = n->data + ((size_t)i * D + d0) * HW;
-            size_t o = (size_t)i * k * HW;
-            spade_forward(x, x, gamma->data + o, beta->data + o, (size_t)k * HW);
-        }
-        nn_drop(c, gamma);
-        nn_drop(c, beta);
+        if (!gb) return NULL;
+        for (int b = 0; b < N; b++)
+            for (int ch = 0; ch < C; ch++) { /* n[:, :, d0:d0+k] *= (1 + gamma) += beta */
+                float *x = n->data + (((size_t)b * C + ch) * D + d0) * HW;
+                const float *gamma = gb->data + ((size_t)b * 2 * C + ch) * k * HW;
+                spade_forward(x, x, gamma, gamma + (size_t)C * k * HW, (size_t)k * HW);
+            }
+        nn_drop(c, gb);
     }
     return c->failed ? NULL : n;
 }
