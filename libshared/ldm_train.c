@@ -237,6 +237,12 @@ int ldm_trainer_backward(ldm_trainer *t, const float *x0, const float *mask, con
     nn_tensor *xt = nn_tensor_wrap(c, t->xt, s->N, cfg->channels, s->D, s->H, s->W);
     unet_maskfeat mf;
     if (unet_encode_mask(c, &t->m, mt, s->D, s->H, s->W, &mf) < 0) return -1;
+    t->mask_on = 1;
+    if (cfg->segconv && mf.seg && mf.seg->n) {
+        size_t on = 0;
+        for (size_t i = 0; i < mf.seg->n; i++) on += mf.seg->data[i] > 0;
+        t->mask_on = (double)on / (double)mf.seg->n;
+    }
     nn_tensor *eps = unet_forward(c, &t->m, xt, t->tf, &mf);
     float *de = eps ? nn_grad(c, eps) : NULL;
     if (!de) return nn_ctx_status(c) < 0 ? -1 : lsdm_err("the UNet forward failed");
@@ -271,6 +277,7 @@ int ldm_trainer_micro(ldm_trainer *t, int k, const float *x0, float *mask, const
     if (ldm_trainer_backward(t, x0, mask, t->ts, t->noise, s, 1.0f / (float)t->o.accum, &loss) < 0)
         return -1;
     st->loss += loss / t->o.accum;
+    st->mask_on += t->mask_on / t->o.accum;
     return 0;
 }
 

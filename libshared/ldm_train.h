@@ -60,6 +60,8 @@ typedef struct {
     double lr;
     int samples, dropped; /* samples of the step, those trained with the null mask */
     double t_mean;      /* mean timestep drawn */
+    double mask_on;     /* fraction of the mask encoder's outputs above 0 (its last
+                           ReLU): 0 means the mask no longer reaches the model */
 } ldm_step_stats;
 
 typedef struct {
@@ -75,6 +77,7 @@ typedef struct {
     float *xt, *noise, *tf; /* (N,C,D,H,W) twice, (N) */
     int *ts;                /* (N) */
     size_t cap_x, cap_n, cap_tf, cap_ts;
+    double mask_on;         /* of the last ldm_trainer_backward (1 without SegConv3D) */
 } ldm_trainer;
 
 /* A fresh model from cfg (PyTorch-default random init from o->seed);
