@@ -55,6 +55,8 @@ static const char HELP[] =
     "      --perceptual-weight X   its weight (default 4, as the reference runs)\n"
     "      --grad-clip X     gradient norm clipping (default 1; 0 off)\n"
     "      --no-restart      no random restarts of unused codes\n"
+    "      --restart-threshold X  restart a code whose EMA use count is below X\n"
+    "                        (default 1, the reference's)\n"
     "      --seed N          seed of every random choice (default 0)\n"
     "      --save-every N    checkpoint every N steps (default 500)\n"
     "      --log CSV         append one line per --log-every steps (default 10)\n"
@@ -74,7 +76,7 @@ enum {
     OPT_INIT = LSDM_OPT_FIRST_TOOL, OPT_RESUME, OPT_SEG, OPT_STEPS, OPT_MINUTES, OPT_BATCH,
     OPT_BLOCK, OPT_SHAPE, OPT_FLIP, OPT_LR, OPT_DISC_START, OPT_L1, OPT_FEAT, OPT_IMG_GAN,
     OPT_VID_GAN, OPT_CLIP, OPT_NO_RESTART, OPT_SEED, OPT_SAVE_EVERY, OPT_LOG, OPT_LOG_EVERY,
-    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL, OPT_COSINE, OPT_FOREGROUND, OPT_SCHEDULE,
+    OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL, OPT_COSINE, OPT_FOREGROUND, OPT_SCHEDULE, OPT_RESTART_THRES,
 };
 
 typedef struct {
@@ -401,6 +403,7 @@ int main(int argc, char **argv) {
         {"perceptual-weight", required_argument, 0, OPT_PERCEPTUAL},
         {"foreground", required_argument, 0, OPT_FOREGROUND},
         {"lr-schedule", required_argument, 0, OPT_SCHEDULE},
+        {"restart-threshold", required_argument, 0, OPT_RESTART_THRES},
         {0, 0, 0, 0},
     };
     lsdm_cli_init("vq-train", argv);
@@ -455,6 +458,7 @@ int main(int argc, char **argv) {
         case OPT_VID_GAN: REAL_OPT(o.video_gan_weight); break;
         case OPT_CLIP: REAL_OPT(o.grad_clip); break;
         case OPT_NO_RESTART: o.ema.restart = 0; break;
+        case OPT_RESTART_THRES: REAL_OPT(o.ema.restart_thres); break;
         case OPT_SEED: NUM_OPT(o.seed, 0, 1L << 62); break;
         case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
         case OPT_LOG: a.log = optarg; break;

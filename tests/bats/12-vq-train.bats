@@ -103,13 +103,18 @@ EOF
     [ ! -e "$TMP/m.st" ]
 }
 
-@test "learning rate: cosine by default for tiny (lr column), constant on request; --foreground changes the blocks" {
+@test "learning rate: cosine by default for tiny (lr column), constant on request; --foreground changes the blocks; --restart-threshold" {
     run_tool 0 vq-train "${FAST[@]}" --steps 4 --log "$TMP/c.csv" --log-every 1 -o "$TMP/c.st" "$TMP/train.lsdm"
     # lr of step s (counted from 0) is 1e-3 (1 + cos(pi s / 4)) / 2
     [ "$(awk -F, 'NR>1 { printf "%s ", $17 }' "$TMP/c.csv")" = "0.001 0.000853553 0.0005 0.000146447 " ]
     run_tool 0 vq-train "${FAST[@]}" --steps 2 --lr-schedule constant --lr 2e-3 --log "$TMP/k.csv" --log-every 1 \
         -o "$TMP/k.st" "$TMP/train.lsdm"
     [ "$(awk -F, 'NR>1 { printf "%s ", $17 }' "$TMP/k.csv")" = "0.002 0.002 " ]
+    # restarts: the reference's threshold (an EMA count of 1) restarts most of
+    # the 1024 codes of a small batch at every step; 0 restarts none
+    awk -F, 'NR>2 { if ($13 < 500) exit 1 }' "$TMP/c.csv"
+    run_tool 0 vq-train "${FAST[@]}" --steps 3 --restart-threshold 0 --log "$TMP/r.csv" --log-every 1 -o "$TMP/r.st" "$TMP/train.lsdm"
+    [ "$(awk -F, 'NR>1 { printf "%s ", $13 }' "$TMP/r.csv")" = "0 0 0 " ]
     # the first step's loss (before any update) differs only by the blocks taken
     run_tool 0 vq-train "${FAST[@]}" --steps 1 --foreground 0 --log "$TMP/f0.csv" --log-every 1 -o "$TMP/f0.st" "$TMP/train.lsdm"
     run_tool 0 vq-train "${FAST[@]}" --steps 1 --foreground 1 --log "$TMP/f1.csv" --log-every 1 -o "$TMP/f1.st" "$TMP/train.lsdm"
