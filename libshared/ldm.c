@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kvtext.h"
 #include "ldm.h"
 #include "safetensors.h"
 
@@ -30,13 +31,6 @@ const char *ldm_diffusion_text(const ldm_diffusion_config *d) {
     return buf;
 }
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
-}
-
 static int parse_real(const char *v, double *out) {
     char *end;
     double x = strtod(v, &end);
@@ -46,7 +40,8 @@ static int parse_real(const char *v, double *out) {
 }
 
 /* 0 ok, -1 bad value, -2 unknown key */
-static int set_key(ldm_diffusion_config *d, const char *k, const char *v) {
+static int set_key(void *ctx, const char *k, const char *v) {
+    ldm_diffusion_config *d = ctx;
     double x;
     if (!strcmp(k, "timesteps")) {
         if (parse_real(v, &x) < 0 || x != floor(x) || x < 1 || x > 100000) return -1;
@@ -92,27 +87,7 @@ static int set_key(ldm_diffusion_config *d, const char *k, const char *v) {
 
 int ldm_diffusion_parse(ldm_diffusion_config *d, const char *text) {
     ldm_diffusion_defaults(d);
-    char *buf = strdup(text), *save = NULL;
-    if (!buf) return lsdm_err("out of memory");
-    int lineno = 0, rc = 0;
-    for (char *line = strtok_r(buf, "\n", &save); line && rc == 0; line = strtok_r(NULL, "\n", &save)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = lsdm_err("diffusion line %d: expected 'key = value': %s", lineno, s);
-            break;
-        }
-        *eq = 0;
-        char *k = trim(s), *v = trim(eq + 1);
-        int r = set_key(d, k, v);
-        if (r == -2) rc = lsdm_err("diffusion line %d: unknown key '%s'", lineno, k);
-        else if (r < 0) rc = lsdm_err("diffusion line %d: bad value for %s: '%s'", lineno, k, v);
-    }
-    free(buf);
+    int rc = kv_parse(text, "diffusion", set_key, d);
     if (rc == 0 && !(d->latent_max > d->latent_min))
         rc = lsdm_err("diffusion: latent_max %g is not above latent_min %g", d->latent_max, d->latent_min);
     return rc;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kvtext.h"
 #include "unet.h"
 
 int unet_config_named(unet_config *cfg, const char *name) {
@@ -60,7 +61,8 @@ static int parse_list(const char *v, int *out, int max) {
     return n;
 }
 
-static int set_key(unet_config *c, const char *k, const char *v) {
+static int set_key(void *ctx, const char *k, const char *v) {
+    unet_config *c = ctx;
     struct { const char *key; int *dst; } ints[] = {
         {"dim", &c->dim}, {"channels", &c->channels}, {"label_nc", &c->label_nc},
         {"attn_heads", &c->attn_heads}, {"attn_dim_head", &c->attn_dim_head},
@@ -70,7 +72,11 @@ static int set_key(unet_config *c, const char *k, const char *v) {
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (!strcmp(k, ints[i].key)) return parse_int(v, ints[i].dst);
-    if (!strcmp(k, "model")) return strcmp(v, "unet") ? -3 : 0;
+    if (!strcmp(k, "model")) {
+        if (!strcmp(v, "unet")) return 0;
+        lsdm_err("model '%s' is not a diffusion UNet (model = unet)", v);
+        return -3;
+    }
     if (!strcmp(k, "dim_mults")) {
         int m[UNET_MAX_LEVELS], n = parse_list(v, m, UNET_MAX_LEVELS);
         if (n < 1) return -1;
@@ -83,59 +89,15 @@ static int set_key(unet_config *c, const char *k, const char *v) {
     return -2;
 }
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
-}
-
 int unet_config_parse(unet_config *cfg, const char *text) {
-    char *buf = strdup(text), *save = NULL;
-    if (!buf) return lsdm_err("out of memory");
-    int lineno = 0, rc = 0;
-    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) eq = strchr(s, ':');
-        if (!eq) {
-            rc = lsdm_err("config line %d: expected 'key = value': %s", lineno, s);
-            break;
-        }
-        *eq = 0;
-        char *k = trim(s), *v = trim(eq + 1);
-        int r = set_key(cfg, k, v);
-        if (r == -3) {
-            rc = lsdm_err("config line %d: model '%s' is not a diffusion UNet (model = unet)",
-                          lineno, v);
-            break;
-        }
-        if (r == -2) {
-            rc = lsdm_err("config line %d: unknown key '%s'", lineno, k);
-            break;
-        }
-        if (r < 0) {
-            rc = lsdm_err("config line %d: bad value for %s: '%s'", lineno, k, v);
-            break;
-        }
-    }
-    free(buf);
-    return rc < 0 ? -1 : unet_config_check(cfg);
+    return kv_parse(text, "config", set_key, cfg) < 0 ? -1 : unet_config_check(cfg);
 }
 
 int unet_config_load(unet_config *cfg, const char *name_or_path) {
     if (!strchr(name_or_path, '/') && !strchr(name_or_path, '.'))
         return unet_config_named(cfg, name_or_path);
-    FILE *f = fopen(name_or_path, "rb");
-    if (!f) return lsdm_err("cannot open config %s: %m", name_or_path);
     char text[16384];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    if (kv_read_file(name_or_path, text, sizeof text) < 0) return -1;
     unet_config_named(cfg, "med-lsdm");
     if (unet_config_parse(cfg, text) < 0) return lsdm_err_ctx("%s", name_or_path);
     return 0;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "kvtext.h"
 #include "vqgan.h"
 
 int vqgan_config_named(vqgan_config *cfg, const char *name) {
@@ -44,7 +45,8 @@ static int parse_int(const char *v, int *out) {
     return 0;
 }
 
-static int set_key(vqgan_config *c, const char *k, const char *v) {
+static int set_key(void *ctx, const char *k, const char *v) {
+    vqgan_config *c = ctx;
     struct { const char *key; int *dst; } ints[] = {
         {"n_hiddens", &c->n_hiddens}, {"image_channels", &c->image_channels},
         {"embedding_dim", &c->embedding_dim}, {"n_codes", &c->n_codes},
@@ -83,54 +85,15 @@ static int set_key(vqgan_config *c, const char *k, const char *v) {
     return -2;
 }
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
-}
-
 int vqgan_config_parse(vqgan_config *cfg, const char *text) {
-    char *buf = strdup(text), *save = NULL;
-    if (!buf) return lsdm_err("out of memory");
-    int lineno = 0, rc = 0;
-    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        lineno++;
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = trim(line);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) eq = strchr(s, ':');
-        if (!eq) {
-            rc = lsdm_err("config line %d: expected 'key = value': %s", lineno, s);
-            break;
-        }
-        *eq = 0;
-        char *k = trim(s), *v = trim(eq + 1);
-        int r = set_key(cfg, k, v);
-        if (r == -2) {
-            rc = lsdm_err("config line %d: unknown key '%s'", lineno, k);
-            break;
-        }
-        if (r < 0) {
-            rc = lsdm_err("config line %d: bad value for %s: '%s'", lineno, k, v);
-            break;
-        }
-    }
-    free(buf);
-    return rc < 0 ? -1 : vqgan_config_check(cfg);
+    return kv_parse(text, "config", set_key, cfg) < 0 ? -1 : vqgan_config_check(cfg);
 }
 
 int vqgan_config_load(vqgan_config *cfg, const char *name_or_path) {
     if (!strchr(name_or_path, '/') && !strchr(name_or_path, '.'))
         return vqgan_config_named(cfg, name_or_path);
-    FILE *f = fopen(name_or_path, "rb");
-    if (!f) return lsdm_err("cannot open config %s: %m", name_or_path);
     char text[16384];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    if (kv_read_file(name_or_path, text, sizeof text) < 0) return -1;
     vqgan_config_named(cfg, "med-lsdm");
     if (vqgan_config_parse(cfg, text) < 0) return lsdm_err_ctx("%s", name_or_path);
     return 0;
