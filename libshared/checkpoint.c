@@ -1,6 +1,7 @@
 /* Checkpoints: a model's named float tensors in a safetensors file; see checkpoint.h. */
 #include "checkpoint.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,22 @@ int ckpt_meta_set(ckpt_meta *m, const char *key, const char *val) {
         return lsdm_err("out of memory");
     }
     m->n++;
+    return 0;
+}
+
+int ckpt_meta_setf(ckpt_meta *m, const char *key, const char *fmt, ...) {
+    char v[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(v, sizeof v, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof v) return lsdm_err("metadata '%s': value too long", key);
+    return ckpt_meta_set(m, key, v);
+}
+
+int ckpt_meta_copy(ckpt_meta *dst, const ckpt_meta *src) {
+    for (int i = 0; src && i < src->n; i++)
+        if (ckpt_meta_set(dst, src->key[i], src->val[i]) < 0) return -1;
     return 0;
 }
 

@@ -32,6 +32,10 @@ typedef struct {
 } ckpt_meta;
 
 int ckpt_meta_set(ckpt_meta *m, const char *key, const char *val); /* replaces */
+int ckpt_meta_setf(ckpt_meta *m, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Every pair of src (may be NULL) into dst. */
+int ckpt_meta_copy(ckpt_meta *dst, const ckpt_meta *src);
 const char *ckpt_meta_get(const ckpt_meta *m, const char *key);    /* NULL if absent */
 void ckpt_meta_free(ckpt_meta *m);
 

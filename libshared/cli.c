@@ -68,6 +68,17 @@ int lsdm_cli_engine_setup(lsdm_device *dev) {
     return 0;
 }
 
+int lsdm_cli_training_setup(void) {
+    lsdm_device dev;
+    if (lsdm_cli_engine_setup(&dev) < 0) return -1;
+    if (dev == LSDM_DEVICE_CUDA) {
+        if (lsdm_opt.device && !strcmp(lsdm_opt.device, "cuda"))
+            return lsdm_err("training on CUDA is not implemented yet: use --device cpu");
+        lsdm_verbose("training runs on the CPU in this version");
+    }
+    return 0;
+}
+
 int lsdm_fail(void) {
     fprintf(stderr, "%s: error: %s\n", lsdm_opt.prog, lsdm_err_msg());
     return 1;

@@ -62,6 +62,9 @@ int lsdm_cli_common(int c, const char *arg, const char *help);
  * single-threaded inside the kernels' OpenMP threads. */
 #include "device.h"
 int lsdm_cli_engine_setup(lsdm_device *dev);
+/* The same for the trainers, whose graphs (libshared/nn) run on the CPU
+ * kernels so far: --device cuda is an error, auto falls back (-v says). */
+int lsdm_cli_training_setup(void);
 
 /* "prog: error: <current lsdm_err message>" on stderr; returns 1. */
 int lsdm_fail(void);

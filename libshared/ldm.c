@@ -123,9 +123,7 @@ int ldm_load(unet *m, ldm_diffusion_config *d, const char *path, const char *con
 
 int ldm_save(const unet *m, const ldm_diffusion_config *d, const char *path, const ckpt_meta *extra) {
     ckpt_meta meta = {0};
-    int rc = 0;
-    if (extra)
-        for (int i = 0; rc == 0 && i < extra->n; i++) rc = ckpt_meta_set(&meta, extra->key[i], extra->val[i]);
+    int rc = ckpt_meta_copy(&meta, extra);
     if (rc == 0) rc = ckpt_meta_set(&meta, "diffusion", ldm_diffusion_text(d));
     if (rc == 0) rc = unet_save(m, path, &meta);
     ckpt_meta_free(&meta);

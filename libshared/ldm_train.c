@@ -138,16 +138,10 @@ int ldm_trainer_save(const ldm_trainer *t, const char *path, const ckpt_meta *ex
     ckpt_param *p = trainer_params(t, &n, &nm);
     if (!p) return -1;
     ckpt_meta meta = {0};
-    char v[64];
-    int rc = 0;
-    if (extra)
-        for (int i = 0; rc == 0 && i < extra->n; i++) rc = ckpt_meta_set(&meta, extra->key[i], extra->val[i]);
-    snprintf(v, sizeof v, "%ld", t->step);
-    if (rc == 0) rc = ckpt_meta_set(&meta, "step", v);
-    snprintf(v, sizeof v, "%" PRIu64, t->o.seed);
-    if (rc == 0) rc = ckpt_meta_set(&meta, "seed", v);
-    snprintf(v, sizeof v, "%ld", t->opt.step);
-    if (rc == 0) rc = ckpt_meta_set(&meta, "adam_step", v);
+    int rc = ckpt_meta_copy(&meta, extra);
+    if (rc == 0) rc = ckpt_meta_setf(&meta, "step", "%ld", t->step);
+    if (rc == 0) rc = ckpt_meta_setf(&meta, "seed", "%" PRIu64, t->o.seed);
+    if (rc == 0) rc = ckpt_meta_setf(&meta, "adam_step", "%ld", t->opt.step);
     /* what ldm_save writes: ldm_load reads this file as a diffusion model */
     if (rc == 0) rc = ckpt_meta_set(&meta, "diffusion", ldm_diffusion_text(&t->d));
     if (rc == 0) rc = ckpt_meta_set(&meta, "config", unet_config_text(&t->ema.cfg));

@@ -437,9 +437,7 @@ int vqgan_save(const vqgan *m, const char *path, const ckpt_meta *extra) {
     ckpt_param *p = vqgan_ckpt_params(m, 1, &n);
     if (!p) return -1;
     ckpt_meta meta = {0};
-    int rc = 0;
-    if (extra)
-        for (int i = 0; rc == 0 && i < extra->n; i++) rc = ckpt_meta_set(&meta, extra->key[i], extra->val[i]);
+    int rc = ckpt_meta_copy(&meta, extra);
     if (rc == 0) rc = ckpt_meta_set(&meta, "config", vqgan_config_text(&m->cfg));
     if (rc == 0) rc = checkpoint_save(path, p, n, &meta, ST_F32);
     ckpt_meta_free(&meta);

@@ -303,16 +303,10 @@ int vq_trainer_save(const vq_trainer *t, const char *path, const ckpt_meta *extr
     ckpt_param *p = trainer_params(t, &n);
     if (!p) return -1;
     ckpt_meta meta = {0};
-    char v[64];
-    int rc = 0;
-    if (extra)
-        for (int i = 0; rc == 0 && i < extra->n; i++) rc = ckpt_meta_set(&meta, extra->key[i], extra->val[i]);
-    snprintf(v, sizeof v, "%ld", t->step);
-    if (rc == 0) rc = ckpt_meta_set(&meta, "step", v);
-    snprintf(v, sizeof v, "%" PRIu64, t->o.seed);
-    if (rc == 0) rc = ckpt_meta_set(&meta, "seed", v);
-    snprintf(v, sizeof v, "%ld %ld", t->opt_g.step, t->opt_d.step);
-    if (rc == 0) rc = ckpt_meta_set(&meta, "adam_steps", v);
+    int rc = ckpt_meta_copy(&meta, extra);
+    if (rc == 0) rc = ckpt_meta_setf(&meta, "step", "%ld", t->step);
+    if (rc == 0) rc = ckpt_meta_setf(&meta, "seed", "%" PRIu64, t->o.seed);
+    if (rc == 0) rc = ckpt_meta_setf(&meta, "adam_steps", "%ld %ld", t->opt_g.step, t->opt_d.step);
     if (rc == 0) rc = ckpt_meta_set(&meta, "codebook_ready", t->codebook_ready ? "1" : "0");
     if (rc == 0) rc = ckpt_meta_set(&meta, "config", vqgan_config_text(&t->m->cfg));
     if (rc == 0) rc = checkpoint_save(path, p, n, &meta, ST_F32);

@@ -662,14 +662,7 @@ int main(int argc, char **argv) {
     if (optind == argc) return lsdm_usage_error("no INPUT given (use '-' for standard input)");
     if (a.init && a.resume) return lsdm_usage_error("--init and --resume exclude each other");
     if (a.config && a.resume) return lsdm_usage_error("--resume takes the config from the checkpoint: drop -c");
-    lsdm_device dev;
-    if (lsdm_cli_engine_setup(&dev) < 0) return lsdm_fail();
-    /* the training graph (libshared/nn) runs on the CPU kernels so far */
-    if (dev == LSDM_DEVICE_CUDA) {
-        if (lsdm_opt.device && !strcmp(lsdm_opt.device, "cuda"))
-            return lsdm_err("training on CUDA is not implemented yet: use --device cpu"), lsdm_fail();
-        lsdm_verbose("training runs on the CPU in this version");
-    }
+    if (lsdm_cli_training_setup() < 0) return lsdm_fail();
 
     /* everything main owns, so that every exit frees it (done:) */
     vqgan vq = {0};

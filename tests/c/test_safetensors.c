@@ -197,6 +197,17 @@ static void test_checkpoint(void) {
     CHECK(ckpt_meta_set(&meta, "config", "vqgan: n_codes=16384") == 0);
     CHECK(ckpt_meta_set(&meta, "step", "100") == 0);
     CHECK(ckpt_meta_set(&meta, "step", "1000") == 0 && meta.n == 2); /* replaced */
+    {
+        ckpt_meta m2 = {0};
+        char big[300];
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = 0;
+        CHECK(ckpt_meta_copy(&m2, NULL) == 0 && m2.n == 0);
+        CHECK(ckpt_meta_copy(&m2, &meta) == 0 && m2.n == 2 && !strcmp(ckpt_meta_get(&m2, "step"), "1000"));
+        CHECK(ckpt_meta_setf(&m2, "seed", "%d-%s", 42, "x") == 0 && !strcmp(ckpt_meta_get(&m2, "seed"), "42-x"));
+        CHECK(ckpt_meta_setf(&m2, "long", "%s", big) == -1 && strstr(lsdm_err_msg(), "too long") && m2.n == 3);
+        ckpt_meta_free(&m2);
+    }
     CHECK(ckpt_meta_set(&meta, "rng", "seed=7 offset=123456") == 0);
     CHECK(checkpoint_save(path, p, 2, &meta, ST_F32) == 0);
     ckpt_meta_free(&meta);
