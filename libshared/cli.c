@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cblas.h>
 #include <omp.h>
@@ -147,4 +148,25 @@ int lsdm_parse_double(const char *s, double *out) {
     if (end == s || *end || errno == ERANGE || !isfinite(v)) return lsdm_err("'%s' is not a finite number", s);
     *out = v;
     return 0;
+}
+
+int lsdm_parse_dims(const char *s, int out[3]) {
+    char extra;
+    if (sscanf(s, "%dx%dx%d%c", &out[0], &out[1], &out[2], &extra) != 3 || out[0] < 1 ||
+        out[1] < 1 || out[2] < 1 || out[0] > 4096 || out[1] > 4096 || out[2] > 4096)
+        return lsdm_err("'%s' is not DxHxW with each size 1..4096", s);
+    return 0;
+}
+
+int lsdm_parse_axes(const char *s, int flags[3]) {
+    if (!strcmp(s, "none")) s = "";
+    if (strspn(s, "dhw") != strlen(s)) return lsdm_err("axes are letters of 'dhw', got '%s'", s);
+    for (int k = 0; k < 3; k++) flags[k] = strchr(s, "dhw"[k]) != NULL;
+    return 0;
+}
+
+double lsdm_now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
 }

@@ -80,5 +80,11 @@ void lsdm_progress_end(void);
 /* Parse helpers for option values: 0 ok, -1 with lsdm_err. */
 int lsdm_parse_long(const char *s, long lo, long hi, long *out);
 int lsdm_parse_double(const char *s, double *out);
+/* "DxHxW", each 1..4096 (block, tile and volume shapes). */
+int lsdm_parse_dims(const char *s, int out[3]);
+/* Axes as letters of "dhw" ("" or "none": no axis): flags[k] = 1 for each. */
+int lsdm_parse_axes(const char *s, int flags[3]);
+/* Seconds on the monotonic clock (elapsed times of long runs). */
+double lsdm_now_s(void);
 
 #endif

@@ -367,21 +367,6 @@ static const char *train_text(const train_args *a) {
     return buf;
 }
 
-static int parse_dims(const char *s, int out[3]) {
-    char extra;
-    if (sscanf(s, "%dx%dx%d%c", &out[0], &out[1], &out[2], &extra) != 3 || out[0] < 1 ||
-        out[1] < 1 || out[2] < 1 || out[0] > 4096 || out[1] > 4096 || out[2] > 4096)
-        return lsdm_err("'%s' is not DxHxW", s);
-    return 0;
-}
-
-static int parse_flip(const char *s, int flip[3]) {
-    if (!strcmp(s, "none")) s = "";
-    if (strspn(s, "dhw") != strlen(s)) return lsdm_err("axes are letters of 'dhw', got '%s'", s);
-    for (int k = 0; k < 3; k++) flip[k] = strchr(s, "dhw"[k]) != NULL;
-    return 0;
-}
-
 /* The stored options of a resumed run for those not given again. */
 static int train_text_apply(train_args *a, const char *text) {
     char key[32], val[64];
@@ -397,8 +382,8 @@ static int train_text_apply(train_args *a, const char *text) {
         a->has[h] = 1;
         if (h == H_BATCH) a->batch = strtol(val, NULL, 10);
         if (h == H_ACCUM) a->accum = strtol(val, NULL, 10);
-        if (h == H_BLOCK && parse_dims(val, a->block) < 0) return -1;
-        if (h == H_FLIP && parse_flip(val, a->flip) < 0) return -1;
+        if (h == H_BLOCK && lsdm_parse_dims(val, a->block) < 0) return -1;
+        if (h == H_FLIP && lsdm_parse_axes(val, a->flip) < 0) return -1;
         if (h == H_LR) a->lr = strtod(val, NULL);
         if (h == H_CLIP) a->grad_clip = strtod(val, NULL);
         if (h == H_EMA) a->ema = strtod(val, NULL);
@@ -553,12 +538,6 @@ static void preview(const char *png, const char *ckpt, const char *vq, int spade
 
 /* ------------------------------------------------------------ main */
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static int log_line(FILE *f, long step, double t, const ldm_step_stats *s) {
     fprintf(f, "%ld,%.3f,%.6g,%.6g,%.6g,%.4g,%d,%d,%.4g\n", step, t, s->loss, s->lr, s->grad_norm,
             s->t_mean, s->dropped, s->samples, s->mask_on);
@@ -629,11 +608,11 @@ int main(int argc, char **argv) {
         case OPT_BATCH: NUM_OPT(a.batch, 1, 256); a.has[H_BATCH] = 1; break;
         case OPT_ACCUM: NUM_OPT(a.accum, 1, 1024); a.has[H_ACCUM] = 1; break;
         case OPT_BLOCK:
-            if (parse_dims(optarg, a.block) < 0) return lsdm_usage_error("--block: %s", lsdm_err_msg());
+            if (lsdm_parse_dims(optarg, a.block) < 0) return lsdm_usage_error("--block: %s", lsdm_err_msg());
             a.has[H_BLOCK] = 1;
             break;
         case OPT_FLIP:
-            if (parse_flip(optarg, a.flip) < 0) return lsdm_usage_error("--flip: %s", lsdm_err_msg());
+            if (lsdm_parse_axes(optarg, a.flip) < 0) return lsdm_usage_error("--flip: %s", lsdm_err_msg());
             a.has[H_FLIP] = 1;
             break;
         case OPT_LR: REAL_OPT(a.lr, 10); a.has[H_LR] = 1; break;
@@ -800,7 +779,7 @@ int main(int argc, char **argv) {
         goto fail;
     }
 
-    double t0 = now_s();
+    double t0 = lsdm_now_s();
     long start = t.step;
     char what[256];
     int dead_said = 0;
@@ -817,7 +796,7 @@ int main(int argc, char **argv) {
         if (st.mask_on == 0 && !dead_said++)
             lsdm_note("warning: step %ld: the mask encoder's output is 0 everywhere (its last ReLU died): "
                       "the model no longer sees the mask; train again with a lower --lr", t.step);
-        double el = now_s() - t0;
+        double el = lsdm_now_s() - t0;
         int last = t.step == a.steps || (a.minutes > 0 && el >= a.minutes * 60);
         int save = last || t.step % a.save_every == 0;
         if (log && (t.step % a.log_every == 0 || save) && (rc = log_line(log, t.step, el, &st)) < 0) break;

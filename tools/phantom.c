@@ -49,22 +49,6 @@ typedef struct {
     const char *output, *masks, *nifti;
 } phantom_opts;
 
-/* "DxHxW", each 1..4096. */
-static int parse_shape(const char *s, int64_t out[3]) {
-    const char *p = s;
-    for (int i = 0; i < 3; i++) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 1 || v > 4096) return lsdm_err("'%s' is not DxHxW with each size 1..4096", s);
-        out[i] = v;
-        if (i < 2 && *end != 'x') return lsdm_err("'%s' is not DxHxW", s);
-        p = end + (i < 2);
-        if (i == 2 && *end) return lsdm_err("'%s' is not DxHxW", s);
-    }
-    return 0;
-}
-
 /* "d,h,w" in mm, each in (0, 100]. */
 static int parse_spacing(const char *s, double out[3]) {
     char buf[128];
@@ -91,7 +75,7 @@ static int parse_args(int argc, char **argv, phantom_opts *o) {
     int c;
     long v;
     double x;
-    int64_t shape[3];
+    int shape[3];
     while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "s:n:o:", longopts, NULL)) != -1) {
         switch (c) {
         case 's':
@@ -103,7 +87,7 @@ static int parse_args(int argc, char **argv, phantom_opts *o) {
             o->count = v;
             break;
         case OPT_SHAPE:
-            if (parse_shape(optarg, shape)) return lsdm_usage_error("--shape: %s", lsdm_err_msg());
+            if (lsdm_parse_dims(optarg, shape)) return lsdm_usage_error("--shape: %s", lsdm_err_msg());
             o->p.d = shape[0];
             o->p.h = shape[1];
             o->p.w = shape[2];

@@ -359,20 +359,6 @@ static int validate(const vqgan *m, const volume_set *val, const train_args *a, 
     return ok ? 0 : -1;
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int parse_dims(const char *s, int out[3]) {
-    char extra;
-    if (sscanf(s, "%dx%dx%d%c", &out[0], &out[1], &out[2], &extra) != 3 || out[0] < 1 ||
-        out[1] < 1 || out[2] < 1 || out[0] > 4096 || out[1] > 4096 || out[2] > 4096)
-        return lsdm_err("'%s' is not DxHxW", s);
-    return 0;
-}
-
 static int log_line(FILE *f, long step, double t, const vq_step_stats *s, double psnr) {
     fprintf(f, "%ld,%.3f,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%d,%d,%.6g,%.4g,%.6g,%.6g\n", step,
             t, s->loss, s->recon, s->commit, s->g_image, s->g_video, s->g_feat, s->d_image,
@@ -438,17 +424,15 @@ int main(int argc, char **argv) {
         case OPT_MINUTES: REAL_OPT(a.minutes); break;
         case OPT_BATCH: NUM_OPT(a.batch, 1, 64); break;
         case OPT_BLOCK:
-            if (parse_dims(optarg, a.block) < 0) return lsdm_usage_error("--block: %s", lsdm_err_msg());
+            if (lsdm_parse_dims(optarg, a.block) < 0) return lsdm_usage_error("--block: %s", lsdm_err_msg());
             a.has_block = 1;
             break;
         case OPT_SHAPE:
-            if (parse_dims(optarg, a.shape) < 0) return lsdm_usage_error("--shape: %s", lsdm_err_msg());
+            if (lsdm_parse_dims(optarg, a.shape) < 0) return lsdm_usage_error("--shape: %s", lsdm_err_msg());
             a.has_shape = 1;
             break;
         case OPT_FLIP:
-            for (int k = 0; k < 3; k++) a.flip[k] = strchr(optarg, "dhw"[k]) != NULL;
-            if (strspn(optarg, "dhw") != strlen(optarg))
-                return lsdm_usage_error("--flip: axes are letters of 'dhw', got '%s'", optarg);
+            if (lsdm_parse_axes(optarg, a.flip) < 0) return lsdm_usage_error("--flip: %s", lsdm_err_msg());
             break;
         case OPT_LR: REAL_OPT(o.lr); has_lr = 1; break;
         case OPT_DISC_START: NUM_OPT(o.disc_start, 0, 1L << 40); break;
@@ -571,7 +555,7 @@ int main(int argc, char **argv) {
         goto fail;
     }
 
-    double t0 = now_s();
+    double t0 = lsdm_now_s();
     long start = t.step;
     char what[256];
     while (t.step < a.steps) {
@@ -580,7 +564,7 @@ int main(int argc, char **argv) {
             rc = -1;
             break;
         }
-        double el = now_s() - t0;
+        double el = lsdm_now_s() - t0;
         int last = t.step == a.steps || (a.minutes > 0 && el >= a.minutes * 60);
         int save = last || t.step % a.save_every == 0;
         if (save && (val.n || a.preview)) {

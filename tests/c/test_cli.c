@@ -30,5 +30,17 @@ int main(int argc, char **argv) {
     CHECK(lsdm_cli_common('j', "3", "") == -1 && lsdm_opt.threads == 3);
     CHECK(lsdm_cli_common('j', "0", "") == 2);
     CHECK(lsdm_cli_common(LSDM_OPT_DEVICE, "tpu", "") == 2);
+    /* shared option values */
+    int d3[3], ax[3];
+    CHECK(lsdm_parse_dims("8x16x32", d3) == 0 && d3[0] == 8 && d3[1] == 16 && d3[2] == 32);
+    CHECK(lsdm_parse_dims("8x16", d3) == -1 && lsdm_parse_dims("8x16x32x", d3) == -1);
+    CHECK(lsdm_parse_dims("0x16x32", d3) == -1 && lsdm_parse_dims("8x16x4097", d3) == -1);
+    CHECK(strstr(lsdm_err_msg(), "'8x16x4097' is not DxHxW") != NULL);
+    CHECK(lsdm_parse_axes("wd", ax) == 0 && ax[0] == 1 && ax[1] == 0 && ax[2] == 1);
+    CHECK(lsdm_parse_axes("none", ax) == 0 && !ax[0] && !ax[1] && !ax[2]);
+    CHECK(lsdm_parse_axes("", ax) == 0 && !ax[0] && !ax[1] && !ax[2]);
+    CHECK(lsdm_parse_axes("x", ax) == -1 && strstr(lsdm_err_msg(), "letters of 'dhw'") != NULL);
+    double t0 = lsdm_now_s(), t1 = lsdm_now_s();
+    CHECK(t0 > 0 && t1 >= t0);
     return check_done("test_cli");
 }
