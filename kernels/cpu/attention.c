@@ -29,7 +29,16 @@ typedef struct {
     int ndim;
     long oshape[PERMUTE_MAX_DIM], ostride[PERMUTE_MAX_DIM]; /* stride in the input */
     long rows, n, step;
+    /* Rows are strided gathers when step > 1; if output axis j (< ndim-1)
+     * is the input's contiguous one, rows r and r + inner (the next index
+     * along j) read neighbouring floats, so tiles of PERMUTE_TILE rows x
+     * PERMUTE_TILE columns read whole cache lines (a blocked transpose).
+     * j = -1: no such axis, or step 1. */
+    int j;
+    long J, inner; /* oshape[j], rows per index of j */
 } permute_plan;
+
+#define PERMUTE_TILE 16
 
 static void permute_plan_init(permute_plan *pl, int ndim, const int *shape, const int *perm) {
     long istride[PERMUTE_MAX_DIM], s = 1;
@@ -43,6 +52,12 @@ static void permute_plan_init(permute_plan *pl, int ndim, const int *shape, cons
     }
     pl->n = pl->oshape[ndim - 1];
     pl->step = pl->ostride[ndim - 1];
+    pl->j = -1;
+    for (int a = 0; a < ndim - 1 && pl->step > 1; a++)
+        if (pl->ostride[a] == 1 && pl->oshape[a] > 1) pl->j = a;
+    pl->J = pl->j >= 0 ? pl->oshape[pl->j] : 1;
+    pl->inner = 1;
+    for (int a = pl->j + 1; pl->j >= 0 && a < ndim - 1; a++) pl->inner *= pl->oshape[a];
 }
 
 static long permute_row_offset(const permute_plan *pl, long r) {

@@ -213,9 +213,37 @@ void FN(relpos_bias_backward)(real *dtable, const real *dbias,
         }
 }
 
+/* The blocked transpose of permute_plan: out rows (outer, j, inner) with
+ * j the input's contiguous axis. back: dinp[...] += dout[...] instead. */
+static void FN(permute_blocked)(real *out, const real *inp, const permute_plan *pl, int back) {
+    const long T = PERMUTE_TILE, J = pl->J, inner = pl->inner, n = pl->n, step = pl->step;
+    const long groups = pl->rows / (J * inner), jt = (J + T - 1) / T;
+    #pragma omp parallel for
+    for (long g = 0; g < groups * inner * jt; g++) {
+        long jb = g % jt * T, gi = g / jt, outer = gi / inner, in = gi % inner;
+        long r0 = (outer * J + jb) * inner + in, je = jb + T < J ? T : J - jb;
+        long x0 = permute_row_offset(pl, r0); /* + jj for the jj-th row of the tile */
+        for (long ib = 0; ib < n; ib += T) {
+            long ie = ib + T < n ? ib + T : n;
+            for (long i = ib; i < ie; i++) {
+                long xi = x0 + i * step;
+                for (long jj = 0; jj < je; jj++) {
+                    long oi = (r0 + jj * inner) * n + i;
+                    if (back) out[xi + jj] += inp[oi];
+                    else out[oi] = inp[xi + jj];
+                }
+            }
+        }
+    }
+}
+
 void FN(permute_forward)(real *out, const real *inp, int ndim, const int *shape, const int *perm) {
     permute_plan pl;
     permute_plan_init(&pl, ndim, shape, perm);
+    if (pl.j >= 0) {
+        FN(permute_blocked)(out, inp, &pl, 0);
+        return;
+    }
     #pragma omp parallel for
     for (long r = 0; r < pl.rows; r++) {
         const real *x = inp + permute_row_offset(&pl, r);
@@ -227,6 +255,10 @@ void FN(permute_forward)(real *out, const real *inp, int ndim, const int *shape,
 void FN(permute_backward)(real *dinp, const real *dout, int ndim, const int *shape, const int *perm) {
     permute_plan pl;
     permute_plan_init(&pl, ndim, shape, perm);
+    if (pl.j >= 0) { /* tiles touch disjoint inputs too */
+        FN(permute_blocked)(dinp, dout, &pl, 1);
+        return;
+    }
     #pragma omp parallel for // a bijection: rows touch disjoint inputs
     for (long r = 0; r < pl.rows; r++) {
         real *dx = dinp + permute_row_offset(&pl, r);
