@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static inline double now_ms(void) {
     struct timespec t;
@@ -47,6 +48,34 @@ static inline void torch_times(const char *path, const char *name, double *fwd, 
     while (fscanf(f, "%127s %lf %lf", n, &a, &b) == 3)
         if (strcmp(n, name) == 0) *fwd = a, *bwd = b;
     fclose(f);
+}
+
+/* The stage benchmarks' command line (bench/vqgan.c, bench/ldm.c):
+ * [-r REPS] [-s D,H,W] [-t TORCH_FILE] [-H] STAGE. a holds the defaults
+ * on entry. Returns the stage, "" for -H (print the header), or NULL for
+ * a usage error. */
+typedef struct {
+    int reps, D, H, W;
+    const char *torch;
+} bench_args;
+
+static inline const char *bench_args_parse(bench_args *a, int argc, char **argv) {
+    int opt, header = 0;
+    while ((opt = getopt(argc, argv, "r:s:t:H")) != -1) {
+        switch (opt) {
+        case 'r': a->reps = atoi(optarg); break;
+        case 's':
+            if (sscanf(optarg, "%d,%d,%d", &a->D, &a->H, &a->W) != 3) a->D = 0;
+            break;
+        case 't': a->torch = optarg; break;
+        case 'H': header = 1; break;
+        default: return NULL;
+        }
+    }
+    if (header) return "";
+    if (optind != argc - 1 || a->reps < 1 || a->reps > 99 || a->D < 1 || a->H < 1 || a->W < 1)
+        return NULL;
+    return argv[optind];
 }
 
 #endif

@@ -24,7 +24,6 @@
  * forward of a batch of 2 (step_batch2) and two forwards of batch 1
  * (step_2pass, the reference's forward_with_cond_scale). -H prints the
  * table header and exits. */
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,26 +64,16 @@ static float *make_mask(int L, int Dm, int Hm, int Wm, int zeros) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 3, D = 8, H = 64, W = 64, opt, header = 0;
-    const char *torch = NULL;
-    while ((opt = getopt(argc, argv, "r:s:t:H")) != -1) {
-        switch (opt) {
-        case 'r': reps = atoi(optarg); break;
-        case 's':
-            if (sscanf(optarg, "%d,%d,%d", &D, &H, &W) != 3) D = 0;
-            break;
-        case 't': torch = optarg; break;
-        case 'H': header = 1; break;
-        default: goto usage;
-        }
-    }
-    if (header) {
+    bench_args a = {.reps = 3, .D = 8, .H = 64, .W = 64};
+    const char *stage = bench_args_parse(&a, argc, argv);
+    if (!stage) goto usage;
+    if (!*stage) {
         printf("%-22s %9s %9s %6s %9s %9s %9s\n", "stage", "ours ms", "torch ms", "ratio", "ctx MiB",
                "RSS MiB", "torch RSS");
         return 0;
     }
-    if (optind != argc - 1 || reps < 1 || reps > 99 || D < 1 || H < 1 || W < 1) goto usage;
-    const char *stage = argv[optind];
+    int reps = a.reps, D = a.D, H = a.H, W = a.W;
+    const char *torch = a.torch;
     if (strcmp(stage, "step") && strcmp(stage, "maskfeat")) goto usage;
 
     unet_config cfg;

@@ -17,7 +17,6 @@
  * process included) and PyTorch's, and GFLOP/s of the stage's convolutions
  * (conv and transposed conv multiply-adds x 2 over the stage's time). -H
  * prints the table header and exits. */
-#include <getopt.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,32 +103,17 @@ static int run_stage(nn_ctx *c, const vqgan *m, const char *stage, float *x, flo
     return rc;
 }
 
-/* PyTorch's "stage ms rss" line; 0s when absent. */
-static void torch_row(const char *path, const char *stage, double *ms, double *rss) {
-    torch_times(path, stage, ms, rss);
-}
-
 int main(int argc, char **argv) {
-    int reps = 3, D = 32, H = 256, W = 256, opt, header = 0;
-    const char *torch = NULL;
-    while ((opt = getopt(argc, argv, "r:s:t:H")) != -1) {
-        switch (opt) {
-        case 'r': reps = atoi(optarg); break;
-        case 's':
-            if (sscanf(optarg, "%d,%d,%d", &D, &H, &W) != 3) D = 0;
-            break;
-        case 't': torch = optarg; break;
-        case 'H': header = 1; break;
-        default: goto usage;
-        }
-    }
-    if (header) {
+    bench_args a = {.reps = 3, .D = 32, .H = 256, .W = 256};
+    const char *stage = bench_args_parse(&a, argc, argv);
+    if (!stage) goto usage;
+    if (!*stage) {
         printf("%-13s %9s %9s %6s %9s %9s %9s %8s\n", "stage", "ours ms", "torch ms", "ratio",
                "ctx MiB", "RSS MiB", "torch RSS", "GFLOP/s");
         return 0;
     }
-    if (optind != argc - 1 || reps < 1 || reps > 99 || D < 1 || H < 1 || W < 1) goto usage;
-    const char *stage = argv[optind];
+    int reps = a.reps, D = a.D, H = a.H, W = a.W;
+    const char *torch = a.torch;
     int known = 0;
     for (size_t i = 0; i < sizeof stages / sizeof *stages; i++) known |= !strcmp(stage, stages[i]);
     if (!known) goto usage;
@@ -178,7 +162,7 @@ int main(int argc, char **argv) {
         t[r] = now_ms() - t0;
     }
     double ms = median(t + 1, reps), tms, trss;
-    torch_row(torch, stage, &tms, &trss);
+    torch_times(torch, stage, &tms, &trss);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("%-13s %9.1f ", stage, ms);
