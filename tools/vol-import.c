@@ -3,6 +3,7 @@
  * the geometry read here (affine, spacing) travels with the voxels to the
  * NIfTI files vol-export writes at the end. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,18 +33,64 @@ static const char HELP[] =
     "      --name PATTERN name of each volume: %d (e.g. %04d) is its 0-based\n"
     "                     position in the output, {name} the file name without\n"
     "                     .nii/.nii.gz (the default name)\n"
+    "      --records LIST keep only these records, counted from 0 over all\n"
+    "                     INPUTs in order: comma-separated N, A-B, A- or -B\n"
+    "                     (e.g. 0-7 to train, 8- to test; one range per job of\n"
+    "                     a job array); the others are read and dropped\n"
     LSDM_COMMON_HELP
     "\n"
     "With -v, each volume is listed on standard error.\n"
     "Exit status: 0 ok, 1 unreadable input or write error, 2 usage error.\n";
 
-enum { OPT_LABELS = LSDM_OPT_FIRST_TOOL, OPT_ROLE, OPT_NAME };
+enum { OPT_LABELS = LSDM_OPT_FIRST_TOOL, OPT_ROLE, OPT_NAME, OPT_RECORDS };
+
+enum { MAX_RANGES = 64 };
 
 typedef struct {
     lsdm_nifti_opts nifti;
     const char *name_pattern; /* NULL: keep the file's name */
     long count;               /* records written so far */
+    long seen;                /* records read so far, kept or not */
+    long lo[MAX_RANGES], hi[MAX_RANGES]; /* --records: inclusive ranges */
+    int nranges;              /* 0: keep every record */
 } import_opts;
+
+/* "N", "A-B", "A-", "-B", comma-separated -> inclusive ranges. */
+static int parse_records(const char *spec, import_opts *io) {
+    const char *s = spec;
+    do {
+        if (io->nranges == MAX_RANGES) return lsdm_err("more than %d ranges", MAX_RANGES);
+        long lo = 0, hi = LONG_MAX;
+        char *end;
+        if (*s != '-') {
+            if (*s < '0' || *s > '9') return lsdm_err("'%s': expected N, A-B, A- or -B", spec);
+            lo = strtol(s, &end, 10);
+            s = end;
+            if (*s != '-') hi = lo;
+        }
+        if (*s == '-') {
+            s++;
+            if (*s >= '0' && *s <= '9') {
+                hi = strtol(s, &end, 10);
+                s = end;
+            } else if (lo == 0 && s == spec + 1) {
+                return lsdm_err("'%s': expected N, A-B, A- or -B", spec);
+            }
+        }
+        if (*s && *s != ',') return lsdm_err("'%s': expected N, A-B, A- or -B", spec);
+        if (hi < lo) return lsdm_err("'%s': range %ld-%ld is empty", spec, lo, hi);
+        io->lo[io->nranges] = lo, io->hi[io->nranges] = hi;
+        io->nranges++;
+    } while (*s++ == ',');
+    return 0;
+}
+
+static int record_wanted(const import_opts *io, long i) {
+    if (!io->nranges) return 1;
+    for (int k = 0; k < io->nranges; k++)
+        if (i >= io->lo[k] && i <= io->hi[k]) return 1;
+    return 0;
+}
 
 /* Name, provenance, a line with -v: what vol-import adds to a NIfTI volume. */
 static int import_label(lsdm_record *r, const import_opts *io) {
@@ -73,6 +120,7 @@ static int import_input(const char *path, import_opts *io, lsdm_writer *w) {
     lsdm_record r;
     lsdm_record_init(&r);
     while ((rc = lsdm_volsrc_next(src, &r)) == 1) {
+        if (!record_wanted(io, io->seen++)) continue;
         if (!pass && import_label(&r, io)) { rc = -1; break; }
         if (lsdm_writer_put(w, &r)) { rc = -1; break; }
         import_say(&r);
@@ -91,11 +139,12 @@ int main(int argc, char **argv) {
         {"labels", no_argument, 0, OPT_LABELS},
         {"role", required_argument, 0, OPT_ROLE},
         {"name", required_argument, 0, OPT_NAME},
+        {"records", required_argument, 0, OPT_RECORDS},
         {0, 0, 0, 0},
     };
     lsdm_cli_init("vol-import", argv);
     const char *out = "-";
-    import_opts io = {{0, NULL}, NULL, 0};
+    import_opts io = {0};
     int c;
     while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "o:", longopts, NULL)) != -1) {
         switch (c) {
@@ -103,6 +152,9 @@ int main(int argc, char **argv) {
         case OPT_LABELS: io.nifti.labels = 1; break;
         case OPT_ROLE: io.nifti.role = optarg; break;
         case OPT_NAME: io.name_pattern = optarg; break;
+        case OPT_RECORDS:
+            if (parse_records(optarg, &io)) return lsdm_usage_error("--records: %s", lsdm_err_msg());
+            break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
     }

@@ -251,3 +251,23 @@ bad() {
     [ "$ms" -lt 2000 ]
     [ "$(key "$TMP/big.lsdm" shape)" = 10,181,217,181 ]
 }
+
+@test "--records keeps the records at the listed positions over all inputs" {
+    phantom -n 3 -s 1 --shape 4x8x8 -o "$TMP/a.lsdm"
+    phantom -n 3 -s 2 --shape 4x8x8 -o "$TMP/b.lsdm"
+    names() { vol-info --json "$1" | python3 -c 'import json,sys; print(" ".join(r["name"] for r in map(json.loads, sys.stdin) if "name" in r))'; }
+    run_tool 0 vol-import --records 1-2,4 "$TMP/a.lsdm" "$TMP/b.lsdm" -o "$TMP/o.lsdm"
+    [ "$(names "$TMP/o.lsdm")" = "phantom-s1-0001 phantom-s1-0002 phantom-s2-0001" ]
+    run_tool 0 vol-import --records 5- "$TMP/a.lsdm" "$TMP/b.lsdm" -o "$TMP/o.lsdm"
+    [ "$(names "$TMP/o.lsdm")" = "phantom-s2-0002" ]
+    run_tool 0 vol-import --records -0 "$TMP/a.lsdm" -o "$TMP/o.lsdm"
+    [ "$(names "$TMP/o.lsdm")" = "phantom-s1-0000" ]
+    # the voxels pass through untouched
+    run_tool 0 vol-import --records 2 "$TMP/a.lsdm" -o "$TMP/o.lsdm"
+    run_tool 0 vol-diff "$TMP/o.lsdm" <(vol-import --records 2- "$TMP/a.lsdm")
+    for bad in 2-1 x 1-y "" 1,,2; do
+        run_tool 2 vol-import --records "$bad" "$TMP/a.lsdm" -o "$TMP/bad.lsdm"
+        [[ "$stderr" == "vol-import: error: --records: "* ]]
+    done
+    [ ! -e "$TMP/bad.lsdm" ]
+}
