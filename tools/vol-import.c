@@ -20,7 +20,8 @@ static const char HELP[] =
     "An INPUT is a NIfTI-1/NIfTI-2 file (.nii, .nii.gz), a directory (its\n"
     ".nii and .nii.gz files, sorted by name), an archive of NIfTI files (tar,\n"
     "tar.gz, tar.zst, zip; read in memory, never unpacked), or a tensor\n"
-    "stream, whose records pass through untouched. '-' is standard input.\n"
+    "stream, whose records pass through untouched (but for --name).\n"
+    "'-' is standard input.\n"
     "Volumes become C,D,H,W records (C = the 4th NIfTI dimension) with the\n"
     "affine (sform, else qform, else the voxel spacing) and the spacing.\n"
     "\n"
@@ -30,9 +31,9 @@ static const char HELP[] =
     "                     whole numbers only\n"
     "      --role ROLE    role of the imported volumes (image, labels, semantic,\n"
     "                     latent, features; default image, or labels with --labels)\n"
-    "      --name PATTERN name of each volume: %d (e.g. %04d) is its 0-based\n"
-    "                     position in the output, {name} the file name without\n"
-    "                     .nii/.nii.gz (the default name)\n"
+    "      --name PATTERN name of each volume, streams' records too: %d (e.g.\n"
+    "                     %04d) is its 0-based position in the output, {name}\n"
+    "                     its own name (a file's name without .nii/.nii.gz)\n"
     "      --records LIST keep only these records, counted from 0 over all\n"
     "                     INPUTs in order: comma-separated N, A-B, A- or -B\n"
     "                     (e.g. 0-7 to train, 8- to test; one range per job of\n"
@@ -92,8 +93,9 @@ static int record_wanted(const import_opts *io, long i) {
     return 0;
 }
 
-/* Name, provenance, a line with -v: what vol-import adds to a NIfTI volume. */
-static int import_label(lsdm_record *r, const import_opts *io) {
+/* What vol-import adds: a name from --name (to every record, so that a
+ * stream can be renamed too) and, to a volume read from NIfTI, provenance. */
+static int import_label(lsdm_record *r, const import_opts *io, int passed) {
     if (io->name_pattern) {
         char *name = lsdm_namepat_format(io->name_pattern, io->count, lsdm_record_get(r, "name"));
         if (!name) return -1;
@@ -101,7 +103,7 @@ static int import_label(lsdm_record *r, const import_opts *io) {
         free(name);
         if (rc) return -1;
     }
-    return lsdm_record_add_provenance(r, "vol-import/" LSDM_VERSION);
+    return passed ? 0 : lsdm_record_add_provenance(r, "vol-import/" LSDM_VERSION);
 }
 
 static void import_say(const lsdm_record *r) {
@@ -121,7 +123,7 @@ static int import_input(const char *path, import_opts *io, lsdm_writer *w) {
     lsdm_record_init(&r);
     while ((rc = lsdm_volsrc_next(src, &r)) == 1) {
         if (!record_wanted(io, io->seen++)) continue;
-        if (!pass && import_label(&r, io)) { rc = -1; break; }
+        if (import_label(&r, io, pass)) { rc = -1; break; }
         if (lsdm_writer_put(w, &r)) { rc = -1; break; }
         import_say(&r);
         io->count++;

@@ -143,7 +143,7 @@ small_nii() {
     [ "$(key "$TMP/p.lsdm" name)" = stdin ]
 }
 
-@test "a stream passes through untouched, mixed with NIfTI inputs; --name numbers all" {
+@test "a stream passes through untouched, mixed with NIfTI inputs; --name names all" {
     phantom --shape 4x8x8 --count 2 -o "$TMP/ph.lsdm"
     run_tool 0 vol-import "$TMP/ph.lsdm" -o "$TMP/same.lsdm"
     cmp <(zstd -dc "$TMP/ph.lsdm") <(zstd -dc "$TMP/same.lsdm")
@@ -151,7 +151,12 @@ small_nii() {
     run_tool 0 vol-import "$TMP/v.nii" "$TMP/ph.lsdm" "$TMP/v.nii" -o "$TMP/mix.lsdm"
     [ "$(keys "$TMP/mix.lsdm" name | tr '\n' ' ')" = "v phantom-s0-0000 phantom-s0-0001 v " ]
     run_tool 0 vol-import --name 'case_%03d-{name}' "$TMP/v.nii" "$TMP/ph.lsdm" "$TMP/v.nii" -o "$TMP/n.lsdm"
-    [ "$(keys "$TMP/n.lsdm" name | tr '\n' ' ')" = "case_000-v phantom-s0-0000 phantom-s0-0001 case_003-v " ]
+    [ "$(keys "$TMP/n.lsdm" name | tr '\n' ' ')" = "case_000-v case_001-phantom-s0-0000 case_002-phantom-s0-0001 case_003-v " ]
+    # renaming a stream changes the name key and nothing else
+    run_tool 0 vol-import --name 'x%d' "$TMP/ph.lsdm" -o "$TMP/x.lsdm"
+    [ "$(keys "$TMP/x.lsdm" name | tr '\n' ' ')" = "x0 x1 " ]
+    run_tool 0 vol-diff "$TMP/x.lsdm" "$TMP/ph.lsdm"
+    [ "$(keys "$TMP/x.lsdm" provenance)" = "$(keys "$TMP/ph.lsdm" provenance)" ]
 }
 
 @test "--role and --labels; conflicting or bad options are usage errors" {
