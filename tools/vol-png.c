@@ -16,11 +16,15 @@
 #include "volsrc.h"
 
 static const char HELP[] =
-    "Usage: vol-png [OPTION]... [INPUT] -o OUT.png\n"
+    "Usage: vol-png [OPTION]... [INPUT]... -o OUT.png\n"
     "Draw a slice of a record of INPUT (a tensor stream, a NIfTI file, a\n"
     "directory or an archive; '-' or none: standard input) as an 8-bit PNG:\n"
     "greyscale for an image, distinct colours for a label map (role labels,\n"
-    "or role semantic: the argmax over channels).\n"
+    "or role semantic: the argmax over channels). Several INPUTs are drawn\n"
+    "side by side, left to right, as panels of the same slices (e.g. a mask\n"
+    "and the image synthesised from it): the first INPUT's record is chosen\n"
+    "by --record, the others' by its name (else the same index); all must\n"
+    "have the same shape, and each image panel gets its own grey window.\n"
     "\n"
     "  -o, --output OUT.png      the picture ('-': standard output, the default)\n"
     "      --plane P             axial (fixed d; rows h, cols w), coronal (fixed h;\n"
@@ -34,6 +38,7 @@ static const char HELP[] =
     "      --channel N           the channel of an image record (default 0)\n"
     "      --labels LABELS       overlay the label record of LABELS with the same\n"
     "                            name (else the one at the same index) in colour\n"
+    "                            on each image panel\n"
     "      --alpha A             opacity of the overlay, 0..1 (default 0.5)\n"
     "      --window LO,HI        grey window (default: 1st,99th percentile of the\n"
     "                            drawn channel of the whole volume)\n"
@@ -66,8 +71,11 @@ static const uint8_t palette[20][3] = {
     {170, 255, 195}, {128, 128, 0},   {255, 215, 180}, {0, 0, 128},    {128, 128, 128},
 };
 
+enum { MAX_PANELS = 16, PANEL_GAP = 4 /* black pixels between panels */ };
+
 typedef struct {
-    const char *input, *output, *labels;
+    const char *inputs[MAX_PANELS], *output, *labels;
+    int ninputs;
     int plane;
     long slice;       /* -1: the middle */
     int montage;      /* 0 single slice, 1 montage */
@@ -240,7 +248,8 @@ static uint8_t grey_level(float x, double lo, double hi) {
  * to the tile size. img is the grey image or the label map; over (may be
  * NULL) a label map drawn over it with opacity alpha. */
 static void draw_tile(uint8_t *pix, int width, int channels, int y0, int x0, const png_volume *img,
-                      const png_volume *over, int plane, const png_plane *p, int64_t slice, const png_opts *o) {
+                      const png_volume *over, int plane, const png_plane *p, int64_t slice, double lo, double hi,
+                      double alpha) {
     for (int y = 0; y < p->out_rows; y++) {
         int64_t r = (int64_t)(((double)y + 0.5) * (double)p->nrows / p->out_rows);
         if (r >= p->nrows) r = p->nrows - 1;
@@ -255,11 +264,11 @@ static void draw_tile(uint8_t *pix, int width, int channels, int y0, int x0, con
                 for (int k = 0; k < 3; k++) px[k] = id > 0 ? palette[(id - 1) % 20][k] : 0;
                 continue;
             }
-            uint8_t g = grey_level(img->val[i], o->lo, o->hi);
+            uint8_t g = grey_level(img->val[i], lo, hi);
             for (int k = 0; k < channels; k++) px[k] = g;
             if (!over || over->lab[i] <= 0) continue;
             const uint8_t *col = palette[(over->lab[i] - 1) % 20];
-            for (int k = 0; k < 3; k++) px[k] = (uint8_t)nearbyint((1 - o->alpha) * g + o->alpha * col[k]);
+            for (int k = 0; k < 3; k++) px[k] = (uint8_t)nearbyint((1 - alpha) * g + alpha * col[k]);
         }
     }
 }
@@ -352,11 +361,15 @@ static int parse_args(int argc, char **argv, png_opts *o) {
         LSDM_CLI_DEFAULT(c, HELP);
         }
     }
-    if (argc - optind > 1) return lsdm_usage_error("one INPUT only (got %d)", argc - optind);
-    o->input = optind < argc ? argv[optind] : "-";
+    if (argc - optind > MAX_PANELS) return lsdm_usage_error("at most %d INPUTs (got %d)", MAX_PANELS, argc - optind);
+    o->ninputs = optind < argc ? argc - optind : 1;
+    int stdin_uses = o->labels && !strcmp(o->labels, "-");
+    for (int i = 0; i < o->ninputs; i++) {
+        o->inputs[i] = optind < argc ? argv[optind + i] : "-";
+        stdin_uses += !strcmp(o->inputs[i], "-");
+    }
     if (o->montage && o->slice >= 0) return lsdm_usage_error("--slice and --montage exclude each other");
-    if (o->labels && !strcmp(o->labels, "-") && !strcmp(o->input, "-"))
-        return lsdm_usage_error("INPUT and --labels cannot both be standard input");
+    if (stdin_uses > 1) return lsdm_usage_error("only one of the INPUTs and --labels can be standard input");
     return -1;
 }
 
@@ -373,51 +386,81 @@ static long pick_slices(const png_opts *o, const png_plane *p, long ntiles, int6
     return n;
 }
 
-/* Everything main owns, freed in one place on every path. */
+/* One panel: a record, its overlay and its grey window. */
 typedef struct {
     lsdm_record rec, lrec;
     png_volume img, over;
+    double lo, hi;
+} png_panel;
+
+/* Everything main owns, freed in one place on every path. */
+typedef struct {
+    png_panel panels[MAX_PANELS];
+    int npanels;
     int64_t *slices;
     uint8_t *pix;
 } png_job;
 
 static void png_job_free(png_job *j) {
-    lsdm_record_free(&j->rec);
-    lsdm_record_free(&j->lrec);
-    volume_free(&j->img);
-    volume_free(&j->over);
+    for (int i = 0; i < j->npanels; i++) {
+        lsdm_record_free(&j->panels[i].rec);
+        lsdm_record_free(&j->panels[i].lrec);
+        volume_free(&j->panels[i].img);
+        volume_free(&j->panels[i].over);
+    }
     free(j->slices);
     free(j->pix);
 }
 
-/* Read the record and its overlay, settle the window. */
-static int png_load(png_job *j, png_opts *o) {
-    if (read_record(o->input, o->record, NULL, 0, &j->rec) || volume_from_record(&j->rec, o->channel, 0, &j->img)) return -1;
-    const char *name = lsdm_record_get(&j->rec, "name");
-    png_volume *img = &j->img, *over = &j->over;
-    if (o->labels) {
-        if (img->lab) return lsdm_err("--labels needs an image record, but '%s' is a label map", name);
-        if (read_record(o->labels, o->record, name, 1, &j->lrec) || volume_from_record(&j->lrec, 0, 1, over)) return -1;
+/* Read panel i's record (by --record for the first, else by the first's
+ * name) and its overlay, settle its window. */
+static int panel_load(png_job *j, int i, const png_opts *o) {
+    png_panel *pn = &j->panels[i];
+    const char *first = i ? lsdm_record_get(&j->panels[0].rec, "name") : NULL;
+    j->npanels = i + 1;
+    if (read_record(o->inputs[i], o->record, first, 0, &pn->rec) || volume_from_record(&pn->rec, o->channel, 0, &pn->img))
+        return -1;
+    const char *name = lsdm_record_get(&pn->rec, "name");
+    png_volume *img = &pn->img, *over = &pn->over;
+    if (i) {
+        const png_volume *v0 = &j->panels[0].img;
+        if (img->d != v0->d || img->h != v0->h || img->w != v0->w)
+            return lsdm_err("'%s' of %s is %lldx%lldx%lld but '%s' of %s is %lldx%lldx%lld (DxHxW): panels side by "
+                            "side need one shape", name, o->inputs[i], (long long)img->d, (long long)img->h,
+                            (long long)img->w, first, o->inputs[0], (long long)v0->d, (long long)v0->h, (long long)v0->w);
+    }
+    if (o->labels && img->val) {
+        if (read_record(o->labels, o->record, name, 1, &pn->lrec) || volume_from_record(&pn->lrec, 0, 1, over)) return -1;
         if (over->d != img->d || over->h != img->h || over->w != img->w)
             return lsdm_err("labels '%s' are %lldx%lldx%lld but image '%s' is %lldx%lldx%lld (DxHxW)",
-                            lsdm_record_get(&j->lrec, "name"), (long long)over->d, (long long)over->h,
+                            lsdm_record_get(&pn->lrec, "name"), (long long)over->d, (long long)over->h,
                             (long long)over->w, name, (long long)img->d, (long long)img->h, (long long)img->w);
+    } else if (o->labels && o->ninputs == 1) {
+        return lsdm_err("--labels needs an image record, but '%s' is a label map", name);
     }
+    pn->lo = o->lo, pn->hi = o->hi;
     if (img->val && !o->window_given) { /* 1st and 99th percentile of the whole volume */
         double q[2] = {1, 99}, w[2];
         if (lsdm_percentiles(img->val, LSDM_F32, (size_t)(img->d * img->h * img->w), q, 2, w))
             return lsdm_err_ctx("record '%s' (use --window)", name);
-        o->lo = w[0];
-        o->hi = w[1];
+        pn->lo = w[0];
+        pn->hi = w[1];
     }
     return 0;
 }
 
-/* Lay out the tiles, draw them and write the PNG. */
+static int png_load(png_job *j, const png_opts *o) {
+    for (int i = 0; i < o->ninputs; i++)
+        if (panel_load(j, i, o)) return -1;
+    return 0;
+}
+
+/* Lay out the tiles of every panel, draw them and write the PNG. */
 static int png_render(png_job *j, const png_opts *o) {
-    const char *name = lsdm_record_get(&j->rec, "name");
+    const png_panel *p0 = &j->panels[0];
+    const char *name = lsdm_record_get(&p0->rec, "name");
     png_plane p = {0};
-    if (plane_setup(&j->img, o->plane, o->scale, &p)) return -1;
+    if (plane_setup(&p0->img, o->plane, o->scale, &p)) return -1;
     if (!o->montage && o->slice >= p.nslices)
         return lsdm_err("slice %ld is out of range: the %s plane of '%s' has %lld slices (0..%lld)", o->slice,
                         plane_names[o->plane], name, (long long)p.nslices, (long long)p.nslices - 1);
@@ -431,20 +474,26 @@ static int png_render(png_job *j, const png_opts *o) {
             rows = (n + cols - 1) / cols;
         }
     }
-    double w = (double)cols * p.out_cols, h = (double)rows * p.out_rows;
+    long panel_w = cols * p.out_cols;
+    double w = (double)j->npanels * panel_w + (j->npanels - 1) * PANEL_GAP, h = (double)rows * p.out_rows;
     if (w > MAX_SIDE || h > MAX_SIDE || w * h > (double)MAX_PIXELS)
         return lsdm_err("picture would be %.0fx%.0f pixels (limits: %d a side, %ld in all); use a smaller grid or --scale",
                         w, h, MAX_SIDE, MAX_PIXELS);
-    int width = (int)(cols * p.out_cols), height = (int)(rows * p.out_rows);
-    int channels = j->img.lab || j->over.lab ? 3 : 1;
+    int width = (int)w, height = (int)h, channels = 1;
+    for (int i = 0; i < j->npanels; i++)
+        if (j->panels[i].img.lab || j->panels[i].over.lab) channels = 3;
     j->slices = malloc((size_t)(cols * rows) * sizeof *j->slices);
     j->pix = calloc((size_t)width * (size_t)height, (size_t)channels);
     if (!j->slices || !j->pix) return lsdm_err("out of memory");
     long n = pick_slices(o, &p, cols * rows, j->slices);
 
-    for (long t = 0; t < n; t++)
-        draw_tile(j->pix, width, channels, (int)(t / cols) * p.out_rows, (int)(t % cols) * p.out_cols, &j->img,
-                  j->over.lab ? &j->over : NULL, o->plane, &p, j->slices[t], o);
+    for (int i = 0; i < j->npanels; i++) {
+        const png_panel *pn = &j->panels[i];
+        int x_panel = (int)(i * (panel_w + PANEL_GAP));
+        for (long t = 0; t < n; t++)
+            draw_tile(j->pix, width, channels, (int)(t / cols) * p.out_rows, x_panel + (int)(t % cols) * p.out_cols,
+                      &pn->img, pn->over.lab ? &pn->over : NULL, o->plane, &p, j->slices[t], pn->lo, pn->hi, o->alpha);
+    }
 
     /* what was drawn, for people and tests: in a tEXt chunk */
     char comment[512];
@@ -452,10 +501,12 @@ static int png_render(png_job *j, const png_opts *o) {
                        o->record, name, plane_names[o->plane], o->montage ? "slices" : "slice", (long long)j->slices[0]);
     for (long t = 1; t < n && len < (int)sizeof comment - 24; t++)
         len += snprintf(comment + len, sizeof comment - (size_t)len, ",%lld", (long long)j->slices[t]);
-    if (j->img.val && len < (int)sizeof comment - 64)
-        snprintf(comment + len, sizeof comment - (size_t)len, " window=%.9g,%.9g", o->lo, o->hi);
-    lsdm_verbose("%dx%d %s picture, %ld slice(s), rows %s", width, height, channels == 3 ? "RGB" : "grey", n,
-                 p.flip ? "flipped" : "in array order");
+    if (p0->img.val && len < (int)sizeof comment - 64)
+        len += snprintf(comment + len, sizeof comment - (size_t)len, " window=%.9g,%.9g", p0->lo, p0->hi);
+    if (j->npanels > 1 && len < (int)sizeof comment - 16)
+        snprintf(comment + len, sizeof comment - (size_t)len, " panels=%d", j->npanels);
+    lsdm_verbose("%dx%d %s picture, %d panel(s), %ld slice(s), rows %s", width, height, channels == 3 ? "RGB" : "grey",
+                 j->npanels, n, p.flip ? "flipped" : "in array order");
     return lsdm_png_write(o->output, width, height, channels, j->pix, comment, lsdm_opt.force);
 }
 

@@ -230,7 +230,9 @@ PY
     run_tool 2 vol-png "$TMP/ramp.nii" --alpha 1.5 -o "$TMP/x.png"
     run_tool 2 vol-png "$TMP/ramp.nii" --window 5,1 -o "$TMP/x.png"
     run_tool 2 vol-png "$TMP/ramp.nii" --scale 0 -o "$TMP/x.png"
-    run_tool 2 vol-png "$TMP/ramp.nii" "$TMP/ramp.nii" -o "$TMP/x.png"
+    run_tool 2 vol-png $(for i in $(seq 17); do echo "$TMP/ramp.nii"; done) -o "$TMP/x.png"
+    [[ "$stderr" == "vol-png: error: at most 16 INPUTs (got 17)"* ]]
+    run_tool 2 vol-png - - -o "$TMP/x.png" </dev/null
     [ ! -e "$TMP/x.png" ]
 }
 
@@ -240,4 +242,30 @@ PY
     [[ "$output" == *"vol-png: error: refusing to write binary data to a terminal"* ]]
     run script -qec "$BIN/vol-png -f $TMP/ramp.nii" /dev/null
     [[ "$output" == *PNG*IHDR* && "$output" != *error* ]]
+}
+
+@test "vol-png: several INPUTs side by side, each image with its own window" {
+    mknii "$TMP/ramp2.nii" f32 4x8x16 "2*(50*d + 5*h + w)"
+    run_tool 0 vol-png "$TMP/ramp.nii" "$TMP/ramp2.nii" --slice 2 -o "$TMP/two.png"
+    run pngq "$TMP/two.png" size row 0
+    [ "${lines[0]}" = "36 8 1" ]                     # 16 + 4 black + 16
+    read -r -a px <<<"${lines[1]}"
+    [ "${px[16]} ${px[17]} ${px[18]} ${px[19]}" = "0 0 0 0" ]
+    # twice the values under their own percentile window: the same greys
+    [ "${px[*]:0:16}" = "${px[*]:20:16}" ]
+    # a label map beside an image: RGB, the labels in colour, the image grey
+    mknii "$TMP/lab.nii" u8 4x8x16 "2 if w >= 8 else 0"
+    vol-import --labels "$TMP/lab.nii" -o "$TMP/lab.lsdm"
+    run_tool 0 vol-png "$TMP/lab.lsdm" "$TMP/ramp.nii" --slice 2 --window 0,255 -o "$TMP/mix.png"
+    run pngq "$TMP/mix.png" size px 0 0 px 0 8 px 0 20
+    [ "${lines[0]}" = "36 8 3" ]
+    [ "${lines[1]}" = "0,0,0" ]
+    [ "${lines[2]}" = "60,180,75" ]                  # label 2: palette[1]
+    [ "${lines[3]}" = "135,135,135" ]                # ramp at h = 7, w = 0
+    # panels need one shape
+    mknii "$TMP/small.nii" f32 4x8x8 "w"
+    run_tool 1 vol-png "$TMP/ramp.nii" "$TMP/small.nii" -o "$TMP/bad.png"
+    assert_one_error_line vol-png
+    [[ "$stderr" == *"panels side by side need one shape"* ]]
+    [ ! -e "$TMP/bad.png" ]
 }
