@@ -46,6 +46,9 @@ static const char HELP[] =
     "      --seed N           noise seed (default 0): the same seed gives the\n"
     "                         same bytes; the noise is the same on CPU and GPU\n"
     "      --no-clip          do not clip the predicted x0 to [-1,1] at each step\n"
+    "      --baseline noise   write the sampler's start instead: the seed's noise\n"
+    "                         x_T clipped to [-1,1] and scaled to the latent range,\n"
+    "                         never denoised (a baseline that ignores the mask)\n"
     "  -o FILE                output stream (default standard output)\n"
     LSDM_ENGINE_HELP LSDM_COMMON_HELP
     "\nMasks deeper than the checkpoint's trained latent depth are denoised in\n"
@@ -55,7 +58,7 @@ static const char HELP[] =
 
 enum {
     OPT_CONFIG = LSDM_OPT_FIRST_TOOL, OPT_VQ, OPT_SAMPLES, OPT_SAMPLER, OPT_STEPS, OPT_ETA,
-    OPT_GUIDANCE, OPT_GUIDANCE_MODE, OPT_SEED, OPT_NO_CLIP
+    OPT_GUIDANCE, OPT_GUIDANCE_MODE, OPT_SEED, OPT_NO_CLIP, OPT_BASELINE
 };
 enum { SAMPLER_DDIM, SAMPLER_DDPM };
 /* Keys of a semantic map that do not describe its latent. */
@@ -67,7 +70,7 @@ static const char *const MASK_KEYS[] = {"role", "encoding", "classes", "labels"}
 typedef struct {
     const char *model, *config, *vq, *out;
     long samples, steps;
-    int named_samples, sampler, mode, clip, eta_given;
+    int named_samples, sampler, mode, clip, eta_given, noise_only;
     double eta, guidance;
     uint64_t seed;
 } den_opts;
@@ -81,6 +84,7 @@ static int parse_args(int argc, char **argv, den_opts *o, int *first) {
         {"eta", required_argument, 0, OPT_ETA}, {"guidance", required_argument, 0, OPT_GUIDANCE},
         {"guidance-mode", required_argument, 0, OPT_GUIDANCE_MODE},
         {"seed", required_argument, 0, OPT_SEED}, {"no-clip", no_argument, 0, OPT_NO_CLIP},
+        {"baseline", required_argument, 0, OPT_BASELINE},
         {0, 0, 0, 0},
     };
     int c;
@@ -123,6 +127,10 @@ static int parse_args(int argc, char **argv, den_opts *o, int *first) {
             o->seed = (uint64_t)v;
             break;
         case OPT_NO_CLIP: o->clip = 0; break;
+        case OPT_BASELINE:
+            if (strcmp(optarg, "noise")) return lsdm_usage_error("--baseline: '%s' is not noise", optarg);
+            o->noise_only = 1;
+            break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
     }
@@ -347,7 +355,9 @@ static int sample_latent(nn_ctx *c, const denoiser *dn, const den_opts *o, const
     float *y = malloc(n * sizeof(float));
     int rc = eps && noise && y ? 0 : lsdm_err("out of memory for a latent of %zu values", n);
     if (!rc) lsdm_rng_fill_normal(x, n, seed, 0, 0);
-    for (int i = 0; i < dn->steps && !rc; i++) {
+    if (!rc && o->noise_only)
+        for (size_t i = 0; i < n; i++) x[i] = x[i] < -1 ? -1 : x[i] > 1 ? 1 : x[i];
+    for (int i = 0; i < dn->steps && !rc && !o->noise_only; i++) {
         int t = dn->ts[i], tp = i + 1 < dn->steps ? dn->ts[i + 1] : -1;
         if (model_eps(c, dn, o, win, x, t, eps, ld) < 0) {
             rc = -1;
@@ -425,7 +435,10 @@ static int latent_record(lsdm_record *out, const denoiser *dn, const den_opts *o
     if (!rc) rc = vq_geometry_to_latent(out, mask, f);
     char prov[256], eta[40] = "";
     if (o->sampler == SAMPLER_DDIM && o->eta != 0) snprintf(eta, sizeof eta, " eta=%g", o->eta);
-    snprintf(prov, sizeof prov, "ldm-denoise/" LSDM_VERSION " %s steps=%d%s guidance=%g%s%s seed=%llu sample=%ld",
+    if (o->noise_only)
+        snprintf(prov, sizeof prov, "ldm-denoise/" LSDM_VERSION " baseline=noise seed=%llu sample=%ld",
+                 (unsigned long long)o->seed, k);
+    else snprintf(prov, sizeof prov, "ldm-denoise/" LSDM_VERSION " %s steps=%d%s guidance=%g%s%s seed=%llu sample=%ld",
              o->sampler == SAMPLER_DDPM ? "ddpm" : "ddim", dn->steps, eta, o->guidance,
              o->mode == DIFFUSION_GUIDE_REFERENCE ? " guidance-mode=reference" : "",
              o->clip ? "" : " no-clip", (unsigned long long)o->seed, k);
@@ -455,7 +468,7 @@ static int denoise_record(lsdm_writer *w, dn_ctx *cx, const denoiser *dn, const 
                  (long long)ld[1] * dn->d.downsample, (long long)ld[2] * dn->d.downsample,
                  dn->m.cfg.channels, (long long)ld[0], (long long)ld[1], (long long)ld[2], win.p.n,
                  win.p.D, o->samples);
-    rc = windows_encode(&win, &cx->fc, &cx->nf, dn, seg, ld);
+    rc = o->noise_only ? 0 : windows_encode(&win, &cx->fc, &cx->nf, dn, seg, ld);
     free(seg);
     size_t n = (size_t)dn->m.cfg.channels * (size_t)(ld[0] * ld[1] * ld[2]);
     if (!rc && !(x = malloc(n * sizeof(float)))) rc = lsdm_err("out of memory");

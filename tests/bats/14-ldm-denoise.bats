@@ -204,3 +204,23 @@ print(" ".join(json.loads(l)["name"] for l in sys.stdin if l.startswith("{\"inpu
     assert_one_error_line ldm-denoise
     [ ! -e "$TMP/z.lsdm" ]
 }
+
+@test "--baseline noise: the seed's clipped start noise, scaled to the latent range; the mask is ignored" {
+    ldm-denoise -m "$LDM" --baseline noise --seed 4 "$M" -o "$TMP/n.lsdm"
+    [ "$(key "$TMP/n.lsdm" 0 provenance)" = "phantom/0.1.0 seed=0 index=0; ldm-denoise/0.1.0 baseline=noise seed=4 sample=0" ]
+    [ "$(key "$TMP/n.lsdm" 0 shape)" = "$(key "$TMP/n.lsdm" 1 shape)" ]
+    # the model never runs: a checkpoint with NaN weights gives the same bytes
+    ldm-denoise -m "$NANLDM" --baseline noise --seed 4 "$M" -o "$TMP/n2.lsdm"
+    cmp <(zstd -dc "$TMP/n.lsdm") <(zstd -dc "$TMP/n2.lsdm")
+    # another mask in the same place: the same latent; x_T clipped at +-1 fills the range
+    phantom --shape 8x32x32 --seed 9 --count 2 --masks "$TMP/m9.lsdm" -o /dev/null
+    ldm-denoise -m "$LDM" --baseline noise --seed 4 "$TMP/m9.lsdm" -o "$TMP/n9.lsdm"
+    run_tool 0 vol-diff "$TMP/n.lsdm" "$TMP/n9.lsdm"
+    ldm-denoise -m "$LDM" --baseline noise --seed 5 "$M" -o "$TMP/n5.lsdm"
+    for k in min max; do
+        [ "$(field "$TMP/n.lsdm" 0 "r['stats']['$k']")" = "$(field "$TMP/n5.lsdm" 1 "r['stats']['$k']")" ]
+    done
+    run_tool 1 vol-diff -q "$TMP/n.lsdm" "$TMP/n5.lsdm"
+    run_tool 2 ldm-denoise -m "$LDM" --baseline zero "$M"
+    [[ "$stderr" == "ldm-denoise: error: --baseline: 'zero' is not noise"* ]]
+}
