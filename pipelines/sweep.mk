@@ -1,0 +1,33 @@
+# Ablations: one setting of pipelines/experiment.mk swept over values, one
+# comparison table (pipelines/README.md):
+#
+#   make -f pipelines/sweep.mk SWEEP=GUIDANCE VALUES="0 1 1.5 3"
+#   make -f pipelines/sweep.mk SWEEP=SAMPLE_STEPS VALUES="10 50 100"
+#   make -f pipelines/sweep.mk SWEEP=GENERATOR VALUES="ldm noise"
+#   make -f pipelines/sweep.mk SWEEP=VQ_CONFIG VALUES="tiny tiny-spade"
+#
+# Settings of the sampling stage share one OUT (the models are trained
+# once, each value samples into its own synth folder); any other setting
+# (models, data) gets its own OUT/sweep-VAR-VALUE with its own models.
+# Every other variable of experiment.mk passes through.
+PIPE := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+OUT ?= runs/phantom
+SWEEP ?= GUIDANCE
+VALUES ?= 0 1 1.5 3
+SAMPLING_VARS := GUIDANCE SAMPLE_STEPS SAMPLER GENERATOR SAMPLE_SEED DENOISE_ARGS
+SHARED := $(filter $(SWEEP),$(SAMPLING_VARS))
+point_out = $(if $(SHARED),$(OUT),$(OUT)/sweep-$(SWEEP)-$(1))
+EXPERIMENT = $(MAKE) --no-print-directory -f $(PIPE)/experiment.mk
+
+.PHONY: sweep shared-models $(addprefix point-,$(VALUES))
+sweep: $(addprefix point-,$(VALUES))
+	$(PIPE)/sweep-table $(SWEEP) $(foreach v,$(VALUES),$(v) $(call point_out,$(v)) \
+	  $(shell $(EXPERIMENT) OUT=$(call point_out,$(v)) $(SWEEP)=$(v) print-synth)) >$(OUT)/sweep-$(SWEEP).md.tmp
+	mv -f $(OUT)/sweep-$(SWEEP).md.tmp $(OUT)/sweep-$(SWEEP).md
+	@echo "sweep: $(OUT)/sweep-$(SWEEP).md"
+
+# Points of a shared OUT wait for its models, so make -j never trains them twice.
+shared-models:
+	$(if $(SHARED),$(EXPERIMENT) OUT=$(OUT) models data)
+$(addprefix point-,$(VALUES)): point-%: shared-models
+	$(EXPERIMENT) OUT=$(call point_out,$*) $(SWEEP)=$* report
