@@ -45,6 +45,9 @@ static const char HELP[] =
     "                         code's cond + S (cond - uncond)\n"
     "      --seed N           noise seed (default 0): the same seed gives the\n"
     "                         same bytes; the noise is the same on CPU and GPU\n"
+    "      --first-index N    count the first record as record N for its noise\n"
+    "                         (default 0): a job that takes records N.. of a\n"
+    "                         stream samples them as one run over all would\n"
     "      --no-clip          do not clip the predicted x0 to [-1,1] at each step\n"
     "      --baseline noise   write the sampler's start instead: the seed's noise\n"
     "                         x_T clipped to [-1,1] and scaled to the latent range,\n"
@@ -58,7 +61,7 @@ static const char HELP[] =
 
 enum {
     OPT_CONFIG = LSDM_OPT_FIRST_TOOL, OPT_VQ, OPT_SAMPLES, OPT_SAMPLER, OPT_STEPS, OPT_ETA,
-    OPT_GUIDANCE, OPT_GUIDANCE_MODE, OPT_SEED, OPT_NO_CLIP, OPT_BASELINE
+    OPT_GUIDANCE, OPT_GUIDANCE_MODE, OPT_SEED, OPT_NO_CLIP, OPT_BASELINE, OPT_FIRST_INDEX
 };
 enum { SAMPLER_DDIM, SAMPLER_DDPM };
 /* Keys of a semantic map that do not describe its latent. */
@@ -69,7 +72,7 @@ static const char *const MASK_KEYS[] = {"role", "encoding", "classes", "labels"}
 
 typedef struct {
     const char *model, *config, *vq, *out;
-    long samples, steps;
+    long samples, steps, first_index;
     int named_samples, sampler, mode, clip, eta_given, noise_only;
     double eta, guidance;
     uint64_t seed;
@@ -85,6 +88,7 @@ static int parse_args(int argc, char **argv, den_opts *o, int *first) {
         {"guidance-mode", required_argument, 0, OPT_GUIDANCE_MODE},
         {"seed", required_argument, 0, OPT_SEED}, {"no-clip", no_argument, 0, OPT_NO_CLIP},
         {"baseline", required_argument, 0, OPT_BASELINE},
+        {"first-index", required_argument, 0, OPT_FIRST_INDEX},
         {0, 0, 0, 0},
     };
     int c;
@@ -127,6 +131,10 @@ static int parse_args(int argc, char **argv, den_opts *o, int *first) {
             o->seed = (uint64_t)v;
             break;
         case OPT_NO_CLIP: o->clip = 0; break;
+        case OPT_FIRST_INDEX:
+            if (lsdm_parse_long(optarg, 0, INT32_MAX, &o->first_index))
+                return lsdm_usage_error("--first-index: %s", lsdm_err_msg());
+            break;
         case OPT_BASELINE:
             if (strcmp(optarg, "noise")) return lsdm_usage_error("--baseline: '%s' is not noise", optarg);
             o->noise_only = 1;
@@ -472,7 +480,7 @@ static int denoise_record(lsdm_writer *w, dn_ctx *cx, const denoiser *dn, const 
     free(seg);
     size_t n = (size_t)dn->m.cfg.channels * (size_t)(ld[0] * ld[1] * ld[2]);
     if (!rc && !(x = malloc(n * sizeof(float)))) rc = lsdm_err("out of memory");
-    uint64_t rseed = lsdm_rng_derive(o->seed, (uint64_t)index, SEED_RECORD);
+    uint64_t rseed = lsdm_rng_derive(o->seed, (uint64_t)(o->first_index + index), SEED_RECORD);
     lsdm_record out;
     lsdm_record_init(&out);
     for (long k = 0; k < o->samples && !rc; k++) {
@@ -502,7 +510,7 @@ static int denoise_input(lsdm_writer *w, const denoiser *dn, const den_opts *o, 
         char name[128];
         const char *nm = lsdm_record_get(&mask, "name");
         if (nm) snprintf(name, sizeof name, "%s", nm);
-        else snprintf(name, sizeof name, "mask-%04ld", index);
+        else snprintf(name, sizeof name, "mask-%04ld", o->first_index + index);
         if (denoise_record(w, &cx, dn, o, &mask, index, name) < 0) {
             rc = lsdm_err_ctx("%s", name);
             break;

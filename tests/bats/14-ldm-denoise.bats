@@ -224,3 +224,14 @@ print(" ".join(json.loads(l)["name"] for l in sys.stdin if l.startswith("{\"inpu
     run_tool 2 ldm-denoise -m "$LDM" --baseline zero "$M"
     [[ "$stderr" == "ldm-denoise: error: --baseline: 'zero' is not noise"* ]]
 }
+
+@test "--first-index: a job over records N.. samples them as one run over all (job arrays)" {
+    ldm-denoise -m "$LDM" --seed 3 --steps 4 "$M" -o "$TMP/all.lsdm"
+    vol-import --records 1 "$M" | ldm-denoise -m "$LDM" --seed 3 --steps 4 --first-index 1 -o "$TMP/part.lsdm"
+    vol-import --records 1 "$TMP/all.lsdm" -o "$TMP/all1.lsdm"
+    run_tool 0 vol-diff --atol 0 "$TMP/all1.lsdm" "$TMP/part.lsdm"
+    # without it the part is sampled as record 0: other noise
+    vol-import --records 1 "$M" | ldm-denoise -m "$LDM" --seed 3 --steps 4 -o "$TMP/part0.lsdm"
+    run_tool 1 vol-diff -q --atol 1e-3 "$TMP/all1.lsdm" "$TMP/part0.lsdm"
+    run_tool 2 ldm-denoise -m "$LDM" --first-index -1 "$M"
+}
