@@ -133,3 +133,28 @@ int checkpoint_load(const char *path, const ckpt_param *p, int n, ckpt_meta *met
     safetensors_close(&f);
     return rc;
 }
+
+/* Tensors named with one of the drop prefixes stay behind; the rest, in
+ * their own dtype, and all metadata go to out (atomically). */
+int checkpoint_export(const char *in, const char *out, const char *const *drop, int ndrop) {
+    st_file f;
+    if (safetensors_open(&f, in) < 0) return lsdm_err_ctx("checkpoint");
+    st_entry *e = calloc((size_t)(f.n > 0 ? f.n : 1), sizeof *e);
+    const char **kv = calloc((size_t)(2 * f.nmeta + 1), sizeof *kv);
+    int rc = e && kv ? 0 : lsdm_err("out of memory");
+    int n = 0;
+    for (int i = 0; !rc && i < f.n; i++) {
+        const st_tensor *t = &f.t[i];
+        int keep = 1;
+        for (int k = 0; k < ndrop && keep; k++) keep = strncmp(t->name, drop[k], strlen(drop[k])) != 0;
+        if (keep)
+            e[n++] = (st_entry){.name = t->name, .dtype = t->dtype, .ndim = t->ndim, .shape = t->shape,
+                                .data = safetensors_data(&f, t)};
+    }
+    for (int i = 0; i < f.nmeta && kv; i++) kv[2 * i] = f.meta_key[i], kv[2 * i + 1] = f.meta_val[i];
+    if (!rc && safetensors_write(out, e, n, kv, f.nmeta) < 0) rc = lsdm_err_ctx("checkpoint");
+    free(e);
+    free(kv);
+    safetensors_close(&f);
+    return rc;
+}

@@ -51,4 +51,10 @@ int checkpoint_save(const char *path, const ckpt_param *p, int n, const ckpt_met
  * metadata (the caller frees it). */
 int checkpoint_load(const char *path, const ckpt_param *p, int n, ckpt_meta *meta);
 
+/* Copy checkpoint in to out without the tensors whose names start with one
+ * of the ndrop prefixes (a trainer's state, discriminators): the file
+ * inference needs, as shipped. Dtypes and metadata are kept; out is
+ * written atomically. */
+int checkpoint_export(const char *in, const char *out, const char *const *drop, int ndrop);
+
 #endif

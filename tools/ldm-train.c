@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "err.h"
 #include "ldm_train.h"
@@ -62,6 +63,9 @@ static const char HELP[] =
     "                        (default 2000, the reference's; tiny configs 100)\n"
     "      --seed N          seed of every random choice (default 0)\n"
     "      --save-every N    checkpoint every N steps (default 500)\n"
+    "      --export FILE     at the end also write FILE: what inference needs,\n"
+    "                        the EMA UNet and the diffusion metadata,\n"
+    "                        no raw weights or optimiser state (the file to ship)\n"
     "      --log CSV         append one line per --log-every steps (default 10)\n"
     "      --preview PNG     at each save, mask | sample of a training mask, through\n"
     "                        ldm-denoise and vq-decode (next to this program)\n"
@@ -71,10 +75,13 @@ static const char HELP[] =
     "The progress line (a terminal, not -q) shows the loss and speed. Exit status:\n"
     "0 ok, 1 error (bad data, divergence: the last checkpoint stays), 2 usage error.\n";
 
+/* What --export leaves out of the shipped file. */
+static const char *const EXPORT_DROP[] = {CKPT_TRAIN_PREFIX};
+
 enum {
     OPT_VQ = LSDM_OPT_FIRST_TOOL, OPT_SEG, OPT_INIT, OPT_RESUME, OPT_STEPS, OPT_MINUTES, OPT_BATCH,
     OPT_ACCUM, OPT_BLOCK, OPT_FLIP, OPT_LR, OPT_LOSS, OPT_COND_DROP, OPT_TIMESTEPS, OPT_CLIP,
-    OPT_EMA, OPT_EMA_START, OPT_SEED, OPT_SAVE_EVERY, OPT_LOG, OPT_LOG_EVERY, OPT_PREVIEW,
+    OPT_EMA, OPT_EMA_START, OPT_SEED, OPT_SAVE_EVERY, OPT_EXPORT, OPT_LOG, OPT_LOG_EVERY, OPT_PREVIEW,
 };
 
 /* The options that shape the run; "has" marks the ones given, so that a
@@ -82,7 +89,7 @@ enum {
 enum { H_BATCH, H_ACCUM, H_BLOCK, H_FLIP, H_LR, H_CLIP, H_EMA, H_EMA_START, H_LOSS, H_DROP, H_T, H_N };
 
 typedef struct {
-    const char *out, *vq, *config, *init, *resume, *log, *preview;
+    const char *out, *export, *vq, *config, *init, *resume, *log, *preview;
     const char **seg;
     int nseg;
     long steps, batch, accum, save_every, log_every, ema_start;
@@ -564,7 +571,8 @@ int main(int argc, char **argv) {
         {"timesteps", required_argument, 0, OPT_TIMESTEPS},
         {"grad-clip", required_argument, 0, OPT_CLIP}, {"ema", required_argument, 0, OPT_EMA},
         {"ema-start", required_argument, 0, OPT_EMA_START}, {"seed", required_argument, 0, OPT_SEED},
-        {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"log", required_argument, 0, OPT_LOG},
+        {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"export", required_argument, 0, OPT_EXPORT}, {"log", required_argument, 0, OPT_LOG},
         {"log-every", required_argument, 0, OPT_LOG_EVERY},
         {"preview", required_argument, 0, OPT_PREVIEW},
         {0, 0, 0, 0},
@@ -629,6 +637,7 @@ int main(int argc, char **argv) {
         case OPT_EMA_START: NUM_OPT(a.ema_start, 0, 1L << 40); a.has[H_EMA_START] = 1; break;
         case OPT_SEED: NUM_OPT(a.seed, 0, 1L << 62); break;
         case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
+        case OPT_EXPORT: a.export = optarg; break;
         case OPT_LOG: a.log = optarg; break;
         case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
         case OPT_PREVIEW: a.preview = optarg; break;
@@ -814,6 +823,9 @@ int main(int argc, char **argv) {
     if (rc == 0 && t.step == start && ldm_trainer_save(&t, a.out, &extra) < 0) rc = -1;
     if (rc == 0 && t.step > start) lsdm_note("%ld steps, loss %.4f", t.step, st.loss);
     else if (rc == 0) lsdm_note("%ld steps: none to train (--steps %ld)", t.step, a.steps);
+    if (rc == 0 && a.export &&
+        checkpoint_export(a.out, a.export, EXPORT_DROP, sizeof EXPORT_DROP / sizeof *EXPORT_DROP) < 0)
+        rc = -1;
     if (rc < 0) goto fail;
     goto done;
 fail:

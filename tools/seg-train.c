@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "dice.h"
 #include "err.h"
@@ -47,6 +48,9 @@ static const char HELP[] =
     "      --minutes M       stop (and save) after M minutes of training\n"
     "      --seed N          seed of the init and of every random choice (default 0)\n"
     "      --save-every N    checkpoint every N steps (default 100)\n"
+    "      --export FILE     at the end also write FILE: what inference needs,\n"
+    "                        the weights and the config, no optimiser\n"
+    "                        state (the file to ship)\n"
     "      --resume MODEL    continue a seg-train run bit-identically (weights, Adam,\n"
     "                        step, options; --steps is the total)\n"
     "      --log CSV         one line per --log-every steps (default 10): step, loss,\n"
@@ -61,9 +65,12 @@ static const char HELP[] =
     "Exit status: 0 ok, 1 error (bad data, divergence: the last checkpoint stays),\n"
     "2 usage error.\n";
 
+/* What --export leaves out of the shipped file. */
+static const char *const EXPORT_DROP[] = {CKPT_TRAIN_PREFIX};
+
 enum {
     OPT_CLASSES = LSDM_OPT_FIRST_TOOL, OPT_NORMALIZE, OPT_PATCH, OPT_BATCH, OPT_FG, OPT_FLIP, OPT_LR,
-    OPT_SCHEDULE, OPT_CLIP, OPT_STEPS, OPT_MINUTES, OPT_SEED, OPT_SAVE_EVERY, OPT_RESUME, OPT_LOG,
+    OPT_SCHEDULE, OPT_CLIP, OPT_STEPS, OPT_MINUTES, OPT_SEED, OPT_SAVE_EVERY, OPT_EXPORT, OPT_RESUME, OPT_LOG,
     OPT_LOG_EVERY, OPT_VAL_IMAGES, OPT_VAL_LABELS, OPT_VAL_EVERY,
 };
 
@@ -71,7 +78,7 @@ enum {
 enum { H_PATCH, H_BATCH, H_FG, H_FLIP, H_LR, H_SCHED, H_CLIP, H_NORM, H_COS, H_N };
 
 typedef struct {
-    const char *out, *config, *resume, *log, *val_img, *val_lab;
+    const char *out, *export, *config, *resume, *log, *val_img, *val_lab;
     long steps, batch, save_every, log_every, val_every, classes, cosine_steps;
     double minutes, lr, fg, clip;
     int patch[3], flip[3], cosine, norm;
@@ -280,7 +287,8 @@ int main(int argc, char **argv) {
         {"lr", required_argument, 0, OPT_LR}, {"lr-schedule", required_argument, 0, OPT_SCHEDULE},
         {"grad-clip", required_argument, 0, OPT_CLIP}, {"steps", required_argument, 0, OPT_STEPS},
         {"minutes", required_argument, 0, OPT_MINUTES}, {"seed", required_argument, 0, OPT_SEED},
-        {"save-every", required_argument, 0, OPT_SAVE_EVERY}, {"resume", required_argument, 0, OPT_RESUME},
+        {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"export", required_argument, 0, OPT_EXPORT}, {"resume", required_argument, 0, OPT_RESUME},
         {"log", required_argument, 0, OPT_LOG}, {"log-every", required_argument, 0, OPT_LOG_EVERY},
         {"val-images", required_argument, 0, OPT_VAL_IMAGES}, {"val-labels", required_argument, 0, OPT_VAL_LABELS},
         {"val-every", required_argument, 0, OPT_VAL_EVERY},
@@ -339,6 +347,7 @@ int main(int argc, char **argv) {
         case OPT_MINUTES: REAL_OPT(a.minutes, 1e9); break;
         case OPT_SEED: NUM_OPT(a.seed, 0, 1L << 62); break;
         case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
+        case OPT_EXPORT: a.export = optarg; break;
         case OPT_RESUME: a.resume = optarg; break;
         case OPT_LOG: a.log = optarg; break;
         case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
@@ -498,6 +507,9 @@ int main(int argc, char **argv) {
     }
     lsdm_progress_end();
     if (rc == 0 && t.step == start && seg_trainer_save(&t, a.out, &extra) < 0) rc = -1;
+    if (rc == 0 && a.export &&
+        checkpoint_export(a.out, a.export, EXPORT_DROP, sizeof EXPORT_DROP / sizeof *EXPORT_DROP) < 0)
+        rc = -1;
     if (rc < 0) goto fail;
     if (t.step > start)
         lsdm_note("%ld steps, loss %.4f (ce %.4f, dice %.4f)%s", t.step, st.loss, st.ce, st.dice_loss,

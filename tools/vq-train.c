@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "err.h"
 #include "outfile.h"
@@ -59,6 +60,9 @@ static const char HELP[] =
     "                        (default 1, the reference's)\n"
     "      --seed N          seed of every random choice (default 0)\n"
     "      --save-every N    checkpoint every N steps (default 500)\n"
+    "      --export FILE     at the end also write FILE: what inference needs,\n"
+    "                        the encoder, codebook and decoder with the\n"
+    "                        config, no optimiser state or discriminators (the file to ship)\n"
     "      --log CSV         append one line per --log-every steps (default 10)\n"
     "      --val VAL         validation volumes: PSNR of their reconstruction (whole\n"
     "                        volumes) at each save and at the end\n"
@@ -72,10 +76,13 @@ static const char HELP[] =
     "Exit status: 0 ok, 1 error (bad data, divergence: the last checkpoint stays),\n"
     "2 usage error.\n";
 
+/* What --export leaves out of the shipped file. */
+static const char *const EXPORT_DROP[] = {CKPT_TRAIN_PREFIX, "image_discriminator.", "video_discriminator."};
+
 enum {
     OPT_INIT = LSDM_OPT_FIRST_TOOL, OPT_RESUME, OPT_SEG, OPT_STEPS, OPT_MINUTES, OPT_BATCH,
     OPT_BLOCK, OPT_SHAPE, OPT_FLIP, OPT_LR, OPT_DISC_START, OPT_L1, OPT_FEAT, OPT_IMG_GAN,
-    OPT_VID_GAN, OPT_CLIP, OPT_NO_RESTART, OPT_SEED, OPT_SAVE_EVERY, OPT_LOG, OPT_LOG_EVERY,
+    OPT_VID_GAN, OPT_CLIP, OPT_NO_RESTART, OPT_SEED, OPT_SAVE_EVERY, OPT_EXPORT, OPT_LOG, OPT_LOG_EVERY,
     OPT_VAL, OPT_PREVIEW, OPT_LPIPS, OPT_PERCEPTUAL, OPT_COSINE, OPT_FOREGROUND, OPT_SCHEDULE, OPT_RESTART_THRES,
 };
 
@@ -91,7 +98,7 @@ typedef struct {
 } volume_set;
 
 typedef struct {
-    const char *out, *config, *init, *resume, *seg, *log, *val, *preview, *lpips;
+    const char *out, *export, *config, *init, *resume, *seg, *log, *val, *preview, *lpips;
     long steps, batch, save_every, log_every;
     double minutes;
     int block[3], shape[3], has_block, has_shape;
@@ -383,6 +390,7 @@ int main(int argc, char **argv) {
         {"video-gan-weight", required_argument, 0, OPT_VID_GAN},
         {"grad-clip", required_argument, 0, OPT_CLIP}, {"no-restart", no_argument, 0, OPT_NO_RESTART},
         {"seed", required_argument, 0, OPT_SEED}, {"save-every", required_argument, 0, OPT_SAVE_EVERY},
+        {"export", required_argument, 0, OPT_EXPORT},
         {"log", required_argument, 0, OPT_LOG}, {"log-every", required_argument, 0, OPT_LOG_EVERY},
         {"val", required_argument, 0, OPT_VAL}, {"preview", required_argument, 0, OPT_PREVIEW},
         {"lpips", required_argument, 0, OPT_LPIPS}, {"cosine", no_argument, 0, OPT_COSINE},
@@ -445,6 +453,7 @@ int main(int argc, char **argv) {
         case OPT_RESTART_THRES: REAL_OPT(o.ema.restart_thres); break;
         case OPT_SEED: NUM_OPT(o.seed, 0, 1L << 62); break;
         case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
+        case OPT_EXPORT: a.export = optarg; break;
         case OPT_LOG: a.log = optarg; break;
         case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
         case OPT_VAL: a.val = optarg; break;
@@ -597,6 +606,9 @@ int main(int argc, char **argv) {
         lsdm_note("%ld steps, loss %.4f, L1 %.4f, codes used %d/%d", t.step, st.loss,
                   st.recon / o.l1_weight, st.codes_used, cfg->n_codes);
     if (rc == 0 && !isnan(psnr)) lsdm_note("validation PSNR %.2f dB", psnr);
+    if (rc == 0 && a.export &&
+        checkpoint_export(a.out, a.export, EXPORT_DROP, sizeof EXPORT_DROP / sizeof *EXPORT_DROP) < 0)
+        rc = -1;
     if (rc < 0) goto fail;
     goto done;
 fail:

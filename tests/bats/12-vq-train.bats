@@ -10,13 +10,6 @@ setup() {
     FAST=(--block 8x16x16 --batch 2 -j 1)
 }
 
-# metadata value KEY of a safetensors file
-st_meta() {
-    python3 -c 'import json,struct,sys
-b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
-print(json.loads(b[8:8+n])["__metadata__"][sys.argv[2]])' "$1" "$2"
-}
-
 @test "trains: checkpoint with config, step and optimiser state; CSV log; PSNR and preview" {
     run_tool 0 vq-train "${FAST[@]}" --steps 4 --save-every 2 --log "$TMP/log.csv" --log-every 1 \
         --val "$TMP/val.lsdm" --preview "$TMP/p.png" -o "$TMP/m.st" "$TMP/train.lsdm"
@@ -54,6 +47,20 @@ EOF
     cmp "$TMP/a.st" "$TMP/c.st"
     run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 4 --cosine --seed 7 -o "$TMP/d.st" "$TMP/train.lsdm"
     ! cmp -s "$TMP/a.st" "$TMP/d.st"
+}
+
+@test "--export: the encoder, codebook and decoder alone, a model vq-encode and vq-decode load" {
+    run_tool 0 vq-train "${FAST[@]}" --disc-start 1 --steps 2 --export "$TMP/x.st" -o "$TMP/m.st" "$TMP/train.lsdm"
+    [ "$(st_meta "$TMP/x.st")" = "$(st_meta "$TMP/m.st")" ]
+    [ "$(st_names "$TMP/x.st")" = "$(st_names "$TMP/m.st" | grep -v '^train_state\.\|^image_discriminator\.\|^video_discriminator\.')" ]
+    st_names "$TMP/x.st" | grep -q '^decoder\.'
+    st_names "$TMP/m.st" | grep -q '^video_discriminator\.'
+    vq-encode -m "$TMP/m.st" "$TMP/val.lsdm" | vq-decode -m "$TMP/m.st" -o "$TMP/a.lsdm"
+    vq-encode -m "$TMP/x.st" "$TMP/val.lsdm" | vq-decode -m "$TMP/x.st" -o "$TMP/b.lsdm"
+    run_tool 0 vol-diff --atol 0 "$TMP/a.lsdm" "$TMP/b.lsdm"
+    # it cannot resume a run
+    run_tool 1 vq-train "${FAST[@]}" --steps 3 --resume "$TMP/x.st" -o "$TMP/r.st" "$TMP/train.lsdm"
+    assert_one_error_line vq-train
 }
 
 @test "the checkpoint is a model vq-encode loads" {

@@ -30,20 +30,6 @@ EOF
     FAST=("${SMALL[@]}" --seg "$TMP/sem.lsdm")
 }
 
-# metadata value KEY of a safetensors file
-st_meta() {
-    python3 -c 'import json,struct,sys
-b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
-print(json.loads(b[8:8+n])["__metadata__"][sys.argv[2]])' "$1" "$2"
-}
-
-# the tensor names of a safetensors file, one per line
-st_names() {
-    python3 -c 'import json,struct,sys
-b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
-print("\n".join(sorted(k for k in json.loads(b[8:8+n]) if k != "__metadata__")))' "$1"
-}
-
 # True if tensors A and B of a safetensors file hold the same bytes
 st_same() {
     python3 -c 'import json,struct,sys
@@ -98,6 +84,16 @@ EOF
     st_meta "$TMP/l2.st" diffusion | grep -x 'loss = l2' >/dev/null
     st_meta "$TMP/l2.st" diffusion | grep -x 'cond_drop = 0.25' >/dev/null
     st_meta "$TMP/l2.st" diffusion | grep -x 'timesteps = 100' >/dev/null
+}
+
+@test "--export: the EMA UNet and the diffusion metadata alone, a model ldm-denoise loads" {
+    run_tool 0 ldm-train "${FAST[@]}" --steps 2 --export "$TMP/x.st" -o "$TMP/m.st" "$TMP/z.lsdm"
+    [ "$(st_meta "$TMP/x.st")" = "$(st_meta "$TMP/m.st")" ]
+    [ "$(st_names "$TMP/x.st")" = "$(st_names "$TMP/m.st" | grep -v '^train_state\.')" ]
+    [ "$(st_names "$TMP/m.st" | grep -c '^train_state\.')" -gt 0 ]
+    ldm-denoise -m "$TMP/m.st" --steps 2 "$TMP/sem.lsdm" -o "$TMP/a.lsdm"
+    ldm-denoise -m "$TMP/x.st" --steps 2 "$TMP/sem.lsdm" -o "$TMP/b.lsdm"
+    cmp "$TMP/a.lsdm" "$TMP/b.lsdm"
 }
 
 @test "images are encoded at load exactly as vq-encode does (stream and NIfTI directory)" {

@@ -13,18 +13,6 @@ setup() {
     SMALL=(-q -j 1 -c "$TMP/small.conf" --patch 8x16x16 --batch 2)
 }
 
-st_meta() {
-    python3 -c 'import json,struct,sys
-b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
-print(json.loads(b[8:8+n])["__metadata__"].get(sys.argv[2], "ABSENT"))' "$1" "$2"
-}
-
-st_names() {
-    python3 -c 'import json,struct,sys
-b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
-print("\n".join(sorted(k for k in json.loads(b[8:8+n]) if k != "__metadata__")))' "$1"
-}
-
 @test "trains: state-dict names, metadata, CSV log with validation Dice" {
     run_tool 0 seg-train --help
     [[ "$output" == "Usage: seg-train "* ]]
@@ -65,6 +53,16 @@ print("\n".join(sorted(k for k in json.loads(b[8:8+n]) if k != "__metadata__")))
     run_tool 0 seg-train -q -j 1 --resume "$TMP/r.st" --steps 6 "$TMP/img.lsdm" "$TMP/lab.lsdm" -o "$TMP/r.st"
     [ "$(st_meta "$TMP/r.st" step)" = 6 ]
     cmp "$TMP/a.st" "$TMP/r.st"
+}
+
+@test "--export: the weights and config alone, a model seg-infer loads" {
+    run_tool 0 seg-train "${SMALL[@]}" --steps 2 --export "$TMP/x.st" "$TMP/img.lsdm" "$TMP/lab.lsdm" -o "$TMP/m.st"
+    [ "$(st_meta "$TMP/x.st")" = "$(st_meta "$TMP/m.st")" ]
+    [ "$(st_names "$TMP/x.st")" = "$(st_names "$TMP/m.st" | grep -v '^train_state\.')" ]
+    [ "$(st_names "$TMP/m.st" | grep -c '^train_state\.')" -gt 0 ]
+    seg-infer -m "$TMP/m.st" "$TMP/img.lsdm" -o "$TMP/a.lsdm"
+    seg-infer -m "$TMP/x.st" "$TMP/img.lsdm" -o "$TMP/b.lsdm"
+    cmp "$TMP/a.lsdm" "$TMP/b.lsdm"
 }
 
 @test "tiny defaults: 16x64x64 patches, cosine 2e-3 over 1000 steps, foreground 0.5 (one step)" {

@@ -38,3 +38,14 @@ run_pipe() {
 }
 
 setup_tmp() { TMP="$BATS_TEST_TMPDIR"; }
+
+# safetensors files: st_names FILE, the tensor names one a line, sorted;
+# st_meta FILE KEY, a metadata value (ABSENT when missing); st_meta FILE,
+# all metadata as sorted JSON.
+st_header() { python3 -c 'import struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(f.read(n).decode())' "$1"; }
+st_names() { st_header "$1" | python3 -c 'import json,sys; print("\n".join(sorted(k for k in json.load(sys.stdin) if k != "__metadata__")))'; }
+st_meta() {
+    st_header "$1" | python3 -c 'import json,sys
+m = json.load(sys.stdin).get("__metadata__", {})
+print(m.get(sys.argv[1], "ABSENT") if len(sys.argv) > 1 else json.dumps(m, sort_keys=True))' "${@:2}"
+}
