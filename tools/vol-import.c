@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "err.h"
 #include "namepat.h"
+#include "resample.h"
 #include "stream.h"
 #include "volsrc.h"
 
@@ -34,6 +35,9 @@ static const char HELP[] =
     "      --name PATTERN name of each volume, streams' records too: %d (e.g.\n"
     "                     %04d) is its 0-based position in the output, {name}\n"
     "                     its own name (a file's name without .nii/.nii.gz)\n"
+    "      --crop DxHxW   crop or pad (zeros) every volume to this shape, centred;\n"
+    "                     the affine follows, so voxels keep their positions\n"
+    "                     (as mask2sem --crop does to masks)\n"
     "      --records LIST keep only these records, counted from 0 over all\n"
     "                     INPUTs in order: comma-separated N, A-B, A- or -B\n"
     "                     (e.g. 0-7 to train, 8- to test; one range per job of\n"
@@ -43,7 +47,7 @@ static const char HELP[] =
     "With -v, each volume is listed on standard error.\n"
     "Exit status: 0 ok, 1 unreadable input or write error, 2 usage error.\n";
 
-enum { OPT_LABELS = LSDM_OPT_FIRST_TOOL, OPT_ROLE, OPT_NAME, OPT_RECORDS };
+enum { OPT_LABELS = LSDM_OPT_FIRST_TOOL, OPT_ROLE, OPT_NAME, OPT_RECORDS, OPT_CROP };
 
 enum { MAX_RANGES = 64 };
 
@@ -54,6 +58,7 @@ typedef struct {
     long seen;                /* records read so far, kept or not */
     long lo[MAX_RANGES], hi[MAX_RANGES]; /* --records: inclusive ranges */
     int nranges;              /* 0: keep every record */
+    int crop[3];              /* --crop; 0: none */
 } import_opts;
 
 /* "N", "A-B", "A-", "-B", comma-separated -> inclusive ranges. */
@@ -93,6 +98,38 @@ static int record_wanted(const import_opts *io, long i) {
     return 0;
 }
 
+/* Centred crop/pad of the last three dims of r to io->crop, zeros outside;
+ * the affine moves with the window (resample.h). */
+static int import_crop(lsdm_record *r, const import_opts *io) {
+    if (r->ndim < 3) return lsdm_err("'%s': --crop needs a D,H,W volume", lsdm_record_get(r, "name"));
+    lsdm_grid g, t;
+    if (lsdm_grid_from_record(r, &g)) return -1;
+    int64_t dim[3] = {io->crop[0], io->crop[1], io->crop[2]}, off[3], shape[LSDM_MAX_DIMS];
+    lsdm_grid_centre_offset(g.dim, dim, off);
+    lsdm_grid_window(&g, off, dim, &t);
+    int lead = r->ndim - 3;
+    int64_t C = 1;
+    for (int k = 0; k < lead; k++) C *= r->shape[k], shape[k] = r->shape[k];
+    for (int k = 0; k < 3; k++) shape[lead + k] = dim[k];
+    lsdm_record out;
+    lsdm_record_init(&out);
+    int rc = lsdm_record_alloc(&out, r->dtype, r->ndim, shape);
+    if (!rc) rc = lsdm_record_copy_keys(&out, r);
+    if (!rc) rc = lsdm_record_set_affine(&out, t.affine);
+    size_t elem = lsdm_dtype_size(r->dtype), sin = (size_t)(g.dim[0] * g.dim[1] * g.dim[2]) * elem;
+    size_t sout = (size_t)(dim[0] * dim[1] * dim[2]) * elem;
+    for (int64_t c = 0; !rc && c < C; c++)
+        lsdm_window_copy((const char *)r->data + c * sin, g.dim, off, (char *)out.data + c * sout, dim, elem);
+    if (!rc) rc = lsdm_record_add_provenance(&out, "vol-import/" LSDM_VERSION " crop");
+    if (rc) {
+        lsdm_record_free(&out);
+        return -1;
+    }
+    lsdm_record_free(r);
+    *r = out;
+    return 0;
+}
+
 /* What vol-import adds: a name from --name (to every record, so that a
  * stream can be renamed too) and, to a volume read from NIfTI, provenance. */
 static int import_label(lsdm_record *r, const import_opts *io, int passed) {
@@ -123,7 +160,7 @@ static int import_input(const char *path, import_opts *io, lsdm_writer *w) {
     lsdm_record_init(&r);
     while ((rc = lsdm_volsrc_next(src, &r)) == 1) {
         if (!record_wanted(io, io->seen++)) continue;
-        if (import_label(&r, io, pass)) { rc = -1; break; }
+        if (import_label(&r, io, pass) || (io->crop[0] && import_crop(&r, io))) { rc = -1; break; }
         if (lsdm_writer_put(w, &r)) { rc = -1; break; }
         import_say(&r);
         io->count++;
@@ -142,6 +179,7 @@ int main(int argc, char **argv) {
         {"role", required_argument, 0, OPT_ROLE},
         {"name", required_argument, 0, OPT_NAME},
         {"records", required_argument, 0, OPT_RECORDS},
+        {"crop", required_argument, 0, OPT_CROP},
         {0, 0, 0, 0},
     };
     lsdm_cli_init("vol-import", argv);
@@ -154,6 +192,9 @@ int main(int argc, char **argv) {
         case OPT_LABELS: io.nifti.labels = 1; break;
         case OPT_ROLE: io.nifti.role = optarg; break;
         case OPT_NAME: io.name_pattern = optarg; break;
+        case OPT_CROP:
+            if (lsdm_parse_dims(optarg, io.crop)) return lsdm_usage_error("--crop: %s", lsdm_err_msg());
+            break;
         case OPT_RECORDS:
             if (parse_records(optarg, &io)) return lsdm_usage_error("--records: %s", lsdm_err_msg());
             break;

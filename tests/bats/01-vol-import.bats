@@ -276,3 +276,31 @@ bad() {
     done
     [ ! -e "$TMP/bad.lsdm" ]
 }
+
+@test "--crop: centred crop or zero pad, the affine moved so voxels keep their world positions" {
+    run_tool 0 vol-import --crop 32x192x160 "$CH2" -o "$TMP/c.lsdm"
+    [ "$(key "$TMP/c.lsdm" shape)" = 1,32,192,160 ]
+    # the same grid as mask2sem's crop of the atlas on the same grid
+    mask2sem --crop 32x192x160 "$TEMPLATES/aal.nii.gz" -o "$TMP/m.lsdm"
+    [ "$(key "$TMP/c.lsdm" affine)" = "$(key "$TMP/m.lsdm" affine)" ]
+    # voxel (d,h,w) of the crop is voxel (d+74, h+12, w+10) of ch2: floor((181-32)/2), ...
+    vol-export --no-gz "$TMP/c.lsdm" -o "$TMP/c.nii"
+    python3 - "$TMP/c.nii" "$CH2" <<'PY'
+import gzip, struct, sys
+def vox(b):
+    return b[int(struct.unpack_from("<f", b, 108)[0]):]
+c, a = vox(open(sys.argv[1], "rb").read()), vox(gzip.open(sys.argv[2]).read())
+assert len(c) == 32 * 192 * 160
+for d, h, w in [(0, 0, 0), (5, 100, 80), (31, 191, 159), (16, 7, 150)]:
+    assert c[(d * 192 + h) * 160 + w] == a[((d + 74) * 217 + h + 12) * 181 + w + 10], (d, h, w)
+assert sum(c) > 0
+PY
+    # padding is zeros: a crop larger than the volume keeps it whole in the middle
+    run_tool 0 vol-import --crop 4x12x12 "$TMP/c.lsdm" -o "$TMP/s.lsdm"
+    run_tool 0 vol-import --crop 8x16x16 "$TMP/s.lsdm" -o "$TMP/p.lsdm"
+    run_tool 0 vol-import --crop 4x12x12 "$TMP/p.lsdm" -o "$TMP/s2.lsdm"
+    run_tool 0 vol-diff "$TMP/s.lsdm" "$TMP/s2.lsdm"
+    [ "$(key "$TMP/s.lsdm" affine)" = "$(key "$TMP/s2.lsdm" affine)" ]
+    vol-info "$TMP/p.lsdm" | grep -q "min: *0$"
+    run_tool 2 vol-import --crop 4x12 "$TMP/c.lsdm"
+}
