@@ -39,7 +39,7 @@ TOOLS   := $(patsubst tools/%.c,%,$(wildcard tools/*.c))
 PROGS   := $(TOOLS:%=$(BIN)/%)
 CTESTS  := $(patsubst tests/c/%.c,$(BUILD)/tests/%,$(wildcard tests/c/test_*.c))
 
-.PHONY: all deps test check demo asan fuzz bench clean cuda-note
+.PHONY: default-model all deps test check demo asan fuzz bench clean cuda-note
 all: cuda-note $(PROGS) $(CTESTS)
 
 cuda-note:
@@ -96,6 +96,16 @@ bench: deps all
 demo: deps
 	$(MAKE) all
 	scripts/demo
+
+# The shipped default model (models/default): trained by the project's own
+# pipeline on phantoms from fixed seeds (pipelines/README.md), exported
+# without optimiser state. About 25 minutes on 2 cores.
+DEFAULT_RUN ?= runs/default
+default-model: deps
+	$(MAKE) all
+	$(MAKE) -f pipelines/experiment.mk OUT=$(DEFAULT_RUN) models
+	for m in vq ldm seg; do cp $(DEFAULT_RUN)/$$m/$$m.export.st models/default/$$m.safetensors; done
+	cat $(DEFAULT_RUN)/vq/vq.st.prov $(DEFAULT_RUN)/ldm/ldm.st.prov $(DEFAULT_RUN)/seg/seg.st.prov >models/default/PROVENANCE
 
 clean:
 	rm -rf build build-asan bin bin-asan fuzz/build

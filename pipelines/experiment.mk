@@ -10,6 +10,8 @@
 #
 # Each stage's settings live in a small file that changes only when they
 # do, so changing one setting reruns what depends on it and nothing else.
+# Each trainer also exports the inference-only checkpoint (X.export.st:
+# what make demo ships, see `make default-model`).
 # Every output FILE has FILE.prov beside it: command, version, date, machine
 # and the sha256 of each input (pipelines/stage).
 
@@ -123,7 +125,8 @@ $(D)/train-onehot.lsdm $(D)/test-onehot.lsdm: $(D)/%-onehot.lsdm: $(D)/%-lab.lsd
 $(OUT)/vq/vq.st: $(D)/train-img.lsdm $(OUT)/vq/settings $(if $(SPADE),$(D)/train-onehot.lsdm)
 	rm -f $(OUT)/vq/log.csv
 	$(STAGE) $@ vq-train -q -c $(VQ_CONFIG) --steps $(VQ_STEPS) --seed $(VQ_SEED) $(VQ_ARGS) \
-	  $(if $(SPADE),--seg $(D)/train-onehot.lsdm) --log $(OUT)/vq/log.csv -o $@ $<
+	  $(if $(SPADE),--seg $(D)/train-onehot.lsdm) --log $(OUT)/vq/log.csv \
+	  --export $(OUT)/vq/vq.export.st -o $@ $<
 $(OUT)/vq/train-z.lsdm: $(D)/train-img.lsdm $(OUT)/vq/vq.st
 	$(STAGE) $@ vq-encode -q -m $(OUT)/vq/vq.st --output prequant $< -o $@
 
@@ -131,7 +134,7 @@ $(OUT)/vq/train-z.lsdm: $(D)/train-img.lsdm $(OUT)/vq/vq.st
 $(OUT)/ldm/ldm.st: $(OUT)/vq/train-z.lsdm $(D)/train-sem.lsdm $(OUT)/vq/vq.st $(OUT)/ldm/settings
 	rm -f $(OUT)/ldm/log.csv
 	$(STAGE) $@ ldm-train -q -c $(LDM_CONFIG) --vq $(OUT)/vq/vq.st --seg $(D)/train-sem.lsdm --steps $(LDM_STEPS) \
-	  --seed $(LDM_SEED) $(LDM_ARGS) --log $(OUT)/ldm/log.csv -o $@ $<
+	  --seed $(LDM_SEED) $(LDM_ARGS) --log $(OUT)/ldm/log.csv --export $(OUT)/ldm/ldm.export.st -o $@ $<
 
 # ---- synthesis from the test masks
 GENERATOR_ARGS = $(if $(filter noise,$(GENERATOR)),--baseline noise)
@@ -148,7 +151,7 @@ $(S)/nifti.done: $(S)/images.lsdm
 $(OUT)/seg/seg.st: $(D)/train-img.lsdm $(D)/train-sem.lsdm $(OUT)/seg/settings
 	rm -f $(OUT)/seg/log.csv
 	$(STAGE) $@ seg-train -q -c $(SEG_CONFIG) --steps $(SEG_STEPS) --seed $(SEG_SEED) $(SEG_ARGS) \
-	  --log $(OUT)/seg/log.csv -o $@ $(D)/train-img.lsdm $(D)/train-sem.lsdm
+	  --log $(OUT)/seg/log.csv --export $(OUT)/seg/seg.export.st -o $@ $(D)/train-img.lsdm $(D)/train-sem.lsdm
 
 # ---- evaluation: Dice of the segmenter on real test volumes and on the
 # volumes synthesised from their masks; 3D-FID and paired metrics of the

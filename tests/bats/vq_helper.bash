@@ -1,4 +1,4 @@
-# Shared by tests/bats/1[01]-vq-*.bats (vq-encode, vq-decode).
+# Shared by the bats files of the model programs (vq-*, ldm-*, the demo).
 
 # key FILE INDEX KEY: a header key of record INDEX ($KEY_ABSENT, default "", if absent).
 key() { vol-info --json --no-stats "$1" | python3 -c '
