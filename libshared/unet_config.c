@@ -86,6 +86,8 @@ static int set_key(void *ctx, const char *k, const char *v) {
         return 0;
     }
     if (!strcmp(k, "seg_hidden")) return parse_list(v, c->seg_hidden, 2) == 2 ? 0 : -1;
+    /* "base = tiny" first: the named config, then the lines after it change it */
+    if (!strcmp(k, "base")) return unet_config_named(c, v) < 0 ? -3 : 0;
     return -2;
 }
 
