@@ -16,18 +16,24 @@ SWEEP ?= GUIDANCE
 VALUES ?= 0 1 1.5 3
 SAMPLING_VARS := GUIDANCE SAMPLE_STEPS SAMPLER GENERATOR SAMPLE_SEED DENOISE_ARGS
 SHARED := $(filter $(SWEEP),$(SAMPLING_VARS))
-point_out = $(if $(SHARED),$(OUT),$(OUT)/sweep-$(SWEEP)-$(1))
+# values as file names: a config file's path with its slashes as '_'
+slug = $(subst /,_,$(1))
+point_out = $(if $(SHARED),$(OUT),$(OUT)/sweep-$(SWEEP)-$(call slug,$(1)))
 EXPERIMENT = $(MAKE) --no-print-directory -f $(PIPE)/experiment.mk
 
 .PHONY: sweep shared-models $(addprefix point-,$(VALUES))
 sweep: $(addprefix point-,$(VALUES))
 	$(PIPE)/sweep-table $(SWEEP) $(foreach v,$(VALUES),$(v) $(call point_out,$(v)) \
-	  $(shell $(EXPERIMENT) OUT=$(call point_out,$(v)) $(SWEEP)=$(v) print-synth)) >$(OUT)/sweep-$(SWEEP).md.tmp
+	  $$(cat $(OUT)/.sweep-$(SWEEP)-$(call slug,$(v)))) >$(OUT)/sweep-$(SWEEP).md.tmp
 	mv -f $(OUT)/sweep-$(SWEEP).md.tmp $(OUT)/sweep-$(SWEEP).md
 	@echo "sweep: $(OUT)/sweep-$(SWEEP).md"
 
 # Points of a shared OUT wait for its models, so make -j never trains them twice.
 shared-models:
 	$(if $(SHARED),$(EXPERIMENT) OUT=$(OUT) models data)
+# Each point runs the experiment to its report and leaves the folder of
+# its synthesis for the table.
 $(addprefix point-,$(VALUES)): point-%: shared-models
 	$(EXPERIMENT) OUT=$(call point_out,$*) $(SWEEP)=$* report
+	@mkdir -p $(OUT)
+	$(EXPERIMENT) OUT=$(call point_out,$*) $(SWEEP)=$* print-synth >$(OUT)/.sweep-$(SWEEP)-$(call slug,$*)
