@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "dice.h"
 #include "err.h"
+#include "textout.h"
 #include "record.h"
 #include "volsrc.h"
 
@@ -299,12 +300,6 @@ static void class_label(const dice_table *t, int k, char *buf, size_t n) {
     else snprintf(buf, n, "%d", k);
 }
 
-/* Shortest %.Ng that reads back as v. */
-static void fmt_num(char *buf, size_t n, double v) {
-    snprintf(buf, n, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, n, "%.17g", v);
-}
-
 static void text_cell(double v, int width) {
     if (isnan(v)) printf("  %*s", width, "empty");
     else printf("  %*.5f", width, v);
@@ -345,25 +340,15 @@ static int print_text(const dice_table *t, double *buf, const dice_scores *mean,
     return 0;
 }
 
-static void csv_field(const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) { fputs(s, stdout); return; }
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"') putchar('"');
-        putchar(*s);
-    }
-    putchar('"');
-}
-
 static void csv_num(double v) {
     char b[64];
     if (isnan(v)) return; /* empty field */
-    fmt_num(b, sizeof b, v);
+    lsdm_fmt_num(b, sizeof b, v);
     fputs(b, stdout);
 }
 
 static void csv_line(const char *label, const dice_scores *s, int nc) {
-    csv_field(label);
+    lsdm_csv_field(label);
     for (int k = 0; k < nc; k++) { putchar(','); csv_num(s->dice[k]); }
     putchar(',');
     csv_num(s->mean_fg);
@@ -379,7 +364,7 @@ static void print_csv(const dice_table *t, double *buf, const dice_scores *mean,
         char lab[128];
         class_label(t, k, lab, sizeof lab);
         putchar(',');
-        csv_field(lab);
+        lsdm_csv_field(lab);
     }
     fputs(",mean_foreground,global\n", stdout);
     for (int i = 0; i < t->n; i++) {
@@ -389,23 +374,6 @@ static void print_csv(const dice_table *t, double *buf, const dice_scores *mean,
     }
     csv_line("(mean)", mean, nc);
     csv_line("(pooled)", pooled, nc);
-}
-
-static void json_str(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
-    }
-    putchar('"');
-}
-
-static void json_num(double v) {
-    char b[64];
-    if (isnan(v)) { fputs("null", stdout); return; }
-    fmt_num(b, sizeof b, v);
-    fputs(b, stdout);
 }
 
 static void json_ints(const char *key, const int64_t *v, int n) {
@@ -421,12 +389,12 @@ static void json_scores(const dice_scores *s, int nc, const lsdm_dice_counts *c)
     fputs("\"dice\": [", stdout);
     for (int k = 0; k < nc; k++) {
         if (k) fputs(", ", stdout);
-        json_num(s->dice[k]);
+        lsdm_json_num(s->dice[k]);
     }
     fputs("], \"mean_foreground\": ", stdout);
-    json_num(s->mean_fg);
+    lsdm_json_num(s->mean_fg);
     fputs(", \"global\": ", stdout);
-    json_num(s->global);
+    lsdm_json_num(s->global);
     if (c) {
         json_ints("pred", c->pred, nc);
         json_ints("ref", c->ref, nc);
@@ -441,7 +409,7 @@ static void print_json(const dice_table *t, double *buf, const dice_scores *mean
     for (int k = 0; k < nc; k++) {
         const char *name = t->have_names ? lsdm_labels_name(&t->names, k) : NULL;
         printf("%s{\"id\": %d, \"name\": ", k ? ", " : "", k);
-        if (name) json_str(name);
+        if (name) lsdm_json_str(name);
         else fputs("null", stdout);
         fputs("}", stdout);
     }
@@ -450,7 +418,7 @@ static void print_json(const dice_table *t, double *buf, const dice_scores *mean
         dice_scores s = {buf, 0, 0};
         scores_of(&t->rows[i].c, nc, &s);
         fputs("    {\"name\": ", stdout);
-        json_str(t->rows[i].name);
+        lsdm_json_str(t->rows[i].name);
         fputs(", ", stdout);
         json_scores(&s, nc, &t->rows[i].c);
         printf("}%s\n", i + 1 < t->n ? "," : "");

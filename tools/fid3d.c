@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "err.h"
+#include "textout.h"
 #include "frechet.h"
 #include "resnet3d.h"
 #include "rng.h"
@@ -407,44 +408,18 @@ static int compute_scores(const fid_opts *o, const feat_set *real, const feat_se
 
 /* -------------------------------------------------------------- output */
 
-/* Shortest %.Ng that reads back as v. */
-static void fmt_num(char *buf, size_t n, double v) {
-    snprintf(buf, n, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, n, "%.17g", v);
-}
-
-static void json_str(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
-    }
-    putchar('"');
-}
-
-static void csv_field(const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) { fputs(s, stdout); return; }
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"') putchar('"');
-        putchar(*s);
-    }
-    putchar('"');
-}
-
 static const char *or_unknown(const char *s) { return s[0] ? s : "unknown"; }
 
 static void print_text(const fid_opts *o, const fid_scores *sc, const feat_set *r, const feat_set *f,
                        const fid_source *src) {
     char b[64];
-    fmt_num(b, sizeof b, sc->fid);
+    lsdm_fmt_num(b, sizeof b, sc->fid);
     printf("fid: %s\n", b);
     if (o->kid) {
-        fmt_num(b, sizeof b, sc->kid);
+        lsdm_fmt_num(b, sizeof b, sc->kid);
         printf("kid: %s", b);
         if (sc->kid_subsets) {
-            fmt_num(b, sizeof b, sc->kid_std);
+            lsdm_fmt_num(b, sizeof b, sc->kid_std);
             printf(" +- %s (%d subsets of %ld)", b, sc->kid_subsets, sc->kid_size);
         }
         printf("\n");
@@ -461,12 +436,12 @@ static void print_csv(const fid_opts *o, const fid_scores *sc, const feat_set *r
     char b[64];
     fputs("fid,kid,kid_std,kid_subsets,kid_subset_size,n_real,n_fake,dims,arch,shortcut,width,weights,input_range\n",
           stdout);
-    fmt_num(b, sizeof b, sc->fid);
+    lsdm_fmt_num(b, sizeof b, sc->fid);
     fputs(b, stdout);
     if (o->kid) {
-        fmt_num(b, sizeof b, sc->kid);
+        lsdm_fmt_num(b, sizeof b, sc->kid);
         printf(",%s,", b);
-        fmt_num(b, sizeof b, sc->kid_std);
+        lsdm_fmt_num(b, sizeof b, sc->kid_std);
         printf("%s,%d,%ld", b, sc->kid_subsets, sc->kid_size);
     } else {
         fputs(",,,,", stdout);
@@ -474,14 +449,14 @@ static void print_csv(const fid_opts *o, const fid_scores *sc, const feat_set *r
     printf(",%ld,%ld,%d", r->n, f->n, r->d);
     for (int k = 0; k < 5; k++) {
         putchar(',');
-        csv_field(k == 0 ? src->arch : k == 1 ? src->shortcut : k == 2 ? src->width : k == 3 ? src->weights : src->range);
+        lsdm_csv_field(k == 0 ? src->arch : k == 1 ? src->shortcut : k == 2 ? src->width : k == 3 ? src->weights : src->range);
     }
     putchar('\n');
 }
 
 static void json_field(const char *key, const char *v, int last) {
     printf("  \"%s\": ", key);
-    if (v[0]) json_str(v);
+    if (v[0]) lsdm_json_str(v);
     else fputs("null", stdout);
     fputs(last ? "\n" : ",\n", stdout);
 }
@@ -489,12 +464,12 @@ static void json_field(const char *key, const char *v, int last) {
 static void print_json(const fid_opts *o, const fid_scores *sc, const feat_set *r, const feat_set *f,
                        const fid_source *src) {
     char b[64];
-    fmt_num(b, sizeof b, sc->fid);
+    lsdm_fmt_num(b, sizeof b, sc->fid);
     printf("{\n  \"fid\": %s,\n", b);
     if (o->kid) {
-        fmt_num(b, sizeof b, sc->kid);
+        lsdm_fmt_num(b, sizeof b, sc->kid);
         printf("  \"kid\": %s,\n", b);
-        fmt_num(b, sizeof b, sc->kid_std);
+        lsdm_fmt_num(b, sizeof b, sc->kid_std);
         printf("  \"kid_std\": %s,\n  \"kid_subsets\": %d,\n  \"kid_subset_size\": %ld,\n", b, sc->kid_subsets,
                sc->kid_size);
     }

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "err.h"
+#include "textout.h"
 #include "record.h"
 #include "stats.h"
 #include "volsrc.h"
@@ -118,12 +119,6 @@ static void info_record_free(info_record *in) {
     memset(in, 0, sizeof *in);
 }
 
-/* Shortest of %.15g and %.17g that reads back as v. */
-static void fmt_num(char *buf, size_t n, double v) {
-    snprintf(buf, n, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, n, "%.17g", v);
-}
-
 /* ---- text ---- */
 
 static void text_affine(const info_record *in, int width) {
@@ -199,59 +194,28 @@ static void info_print_text(const info_record *in) {
 
 /* ---- JSON ---- */
 
-/* A JSON string: quotes, backslashes and control bytes escaped; bytes that
- * are not valid UTF-8 become U+FFFD so the line stays valid JSON. */
-static void json_str(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    putchar('"');
-    while (*p) {
-        unsigned c = *p;
-        if (c == '"' || c == '\\') { printf("\\%c", c); p++; continue; }
-        if (c < 0x20) { printf("\\u%04x", c); p++; continue; }
-        if (c < 0x80) { putchar((int)c); p++; continue; }
-        int len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-        if (c >= 0xf5) len = 0;
-        int ok = len > 0;
-        for (int i = 1; ok && i < len; i++) ok = (p[i] & 0xc0) == 0x80;
-        if (ok && len == 3) ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
-        if (ok && len == 4) ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
-        if (!ok) { printf("\\ufffd"); p++; continue; }
-        fwrite(p, 1, (size_t)len, stdout);
-        p += len;
-    }
-    putchar('"');
-}
-
-/* A number, or null for NaN and Inf (JSON has neither). */
-static void json_num(double v) {
-    char b[40];
-    if (!isfinite(v)) { printf("null"); return; }
-    fmt_num(b, sizeof b, v == 0 ? 0 : v);
-    printf("%s", b);
-}
-
 static void json_numbers(const double *v, int n) {
     putchar('[');
-    for (int i = 0; i < n; i++) { if (i) putchar(','); json_num(v[i]); }
+    for (int i = 0; i < n; i++) { if (i) putchar(','); lsdm_json_num(v[i]); }
     putchar(']');
 }
 
 static void info_print_json(const info_record *in) {
     const lsdm_record *r = in->r;
     printf("{\"input\":");
-    json_str(in->input);
+    lsdm_json_str(in->input);
     printf(",\"index\":%ld,\"name\":", in->index);
-    json_str(lsdm_record_get(r, "name"));
+    lsdm_json_str(lsdm_record_get(r, "name"));
     printf(",\"role\":");
-    json_str(lsdm_record_get(r, "role"));
+    lsdm_json_str(lsdm_record_get(r, "role"));
     printf(",\"dtype\":\"%s\",\"shape\":[", lsdm_dtype_name(r->dtype));
     for (int i = 0; i < r->ndim; i++) printf("%s%lld", i ? "," : "", (long long)r->shape[i]);
     printf("],\"keys\":{");
     for (int i = 0; i < r->nkv; i++) {
         if (i) putchar(',');
-        json_str(r->kv[i].key);
+        lsdm_json_str(r->kv[i].key);
         putchar(':');
-        json_str(r->kv[i].value);
+        lsdm_json_str(r->kv[i].value);
     }
     printf("},\"affine\":");
     if (in->affine_state == 1) {
@@ -263,18 +227,18 @@ static void info_print_json(const info_record *in) {
     if (in->spacing_state == 1) json_numbers(in->spacing, 3);
     else printf("null");
     printf(",\"orientation\":");
-    if (in->affine_state == 1) json_str(in->orient);
+    if (in->affine_state == 1) lsdm_json_str(in->orient);
     else printf("null");
     if (in->with_stats) {
         const lsdm_stats *s = &in->stats;
         printf(",\"stats\":{\"count\":%zu,\"finite\":%zu,\"nan\":%zu,\"inf\":%zu,\"min\":", s->count, s->finite, s->nan, s->inf);
-        json_num(s->min);
+        lsdm_json_num(s->min);
         printf(",\"max\":");
-        json_num(s->max);
+        lsdm_json_num(s->max);
         printf(",\"mean\":");
-        json_num(s->mean);
+        lsdm_json_num(s->mean);
         printf(",\"std\":");
-        json_num(s->std);
+        lsdm_json_num(s->std);
         putchar('}');
     }
     if (in->is_labels) {
@@ -282,9 +246,9 @@ static void info_print_json(const info_record *in) {
         for (int i = 0; i < in->nrows; i++) {
             double pct = in->label_total ? 100.0 * (double)in->rows[i].count / (double)in->label_total : 0;
             printf("%s{\"value\":%lld,\"count\":%zu,\"percent\":", i ? "," : "", (long long)in->rows[i].value, in->rows[i].count);
-            json_num(pct);
+            lsdm_json_num(pct);
             printf(",\"name\":");
-            if (in->rows[i].name) json_str(in->rows[i].name);
+            if (in->rows[i].name) lsdm_json_str(in->rows[i].name);
             else printf("null");
             putchar('}');
         }

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "err.h"
+#include "textout.h"
 #include "imgmetrics.h"
 #include "record.h"
 #include "volsrc.h"
@@ -366,13 +367,6 @@ static void table_mean(const metrics_table *t, metrics_row *mean) {
     }
 }
 
-/* Shortest %.Ng that reads back as v. */
-static void fmt_num(char *buf, size_t n, double v) {
-    if (isinf(v)) { snprintf(buf, n, "%s", v > 0 ? "inf" : "-inf"); return; }
-    snprintf(buf, n, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, n, "%.17g", v);
-}
-
 static void text_line(const metrics_opts *o, const char *label, int namew, const metrics_row *r) {
     printf("%-*s", namew, label);
     for (int k = 0; k < o->nmetrics; k++) {
@@ -397,21 +391,11 @@ static void print_text(const metrics_opts *o, const metrics_table *t, const metr
     text_line(o, "(mean)", namew, mean);
 }
 
-static void csv_field(const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) { fputs(s, stdout); return; }
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"') putchar('"');
-        putchar(*s);
-    }
-    putchar('"');
-}
-
 static void csv_line(const metrics_opts *o, const char *label, const metrics_row *r) {
     char b[64];
-    csv_field(label);
+    lsdm_csv_field(label);
     for (int k = 0; k < o->nmetrics; k++) {
-        fmt_num(b, sizeof b, r->v[o->metrics[k]]);
+        lsdm_fmt_num(b, sizeof b, r->v[o->metrics[k]]);
         printf(",%s", b);
     }
     putchar('\n');
@@ -425,30 +409,13 @@ static void print_csv(const metrics_opts *o, const metrics_table *t, const metri
     csv_line(o, "(mean)", mean);
 }
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
-    }
-    putchar('"');
-}
-
-static void json_num(double v) {
-    char b[64];
-    if (!isfinite(v)) { fputs("null", stdout); return; }
-    fmt_num(b, sizeof b, v);
-    fputs(b, stdout);
-}
-
 /* "psnr": x, "psnr_infinite": b, "ssim": x, ... in the order asked; with
  * details (a record) also its range, window and scales. */
 static void json_metrics(const metrics_opts *o, const metrics_row *r, int details) {
     for (int k = 0; k < o->nmetrics; k++) {
         int m = o->metrics[k];
         printf("%s\"%s\": ", k ? ", " : "", metric_names[m]);
-        json_num(r->v[m]);
+        lsdm_json_num(r->v[m]);
         if (m == M_PSNR) printf(", \"psnr_infinite\": %s", isinf(r->v[m]) ? "true" : "false");
         if (m == M_SSIM && details) printf(", \"ssim_window\": %d", r->ssim_window);
         if (m == M_MS_SSIM && details) printf(", \"ms_ssim_scales\": %d", r->ms_levels);
@@ -457,7 +424,7 @@ static void json_metrics(const metrics_opts *o, const metrics_row *r, int detail
 
 static void print_json(const metrics_opts *o, const metrics_table *t, const metrics_row *mean) {
     fputs("{\n  \"range\": ", stdout);
-    if (o->range) json_num(o->range);
+    if (o->range) lsdm_json_num(o->range);
     else fputs("\"auto\"", stdout);
     printf(",\n  \"rescale\": \"%s\"", o->rescale ? "minmax" : "none");
     fputs(",\n  \"metrics\": [", stdout);
@@ -466,9 +433,9 @@ static void print_json(const metrics_opts *o, const metrics_table *t, const metr
     for (int i = 0; i < t->n; i++) {
         const metrics_row *r = &t->rows[i];
         fputs("    {\"name\": ", stdout);
-        json_str(r->name);
+        lsdm_json_str(r->name);
         printf(", \"voxels\": %lld, \"range\": ", (long long)r->voxels);
-        json_num(r->range);
+        lsdm_json_num(r->range);
         fputs(", ", stdout);
         json_metrics(o, r, 1);
         printf("}%s\n", i + 1 < t->n ? "," : "");
