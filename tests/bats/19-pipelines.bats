@@ -63,3 +63,19 @@ rerun() { make -C "$TOP" -f pipelines/experiment.mk $ARGS LSDM_BIN="$BIN" "$@" >
     grep -q "^| noise | [0-9.]* | [0-9.]* | [0-9.]* | [0-9.-]* | [0-9.]* | [0-9.]* | $OUT/synth/noise-ddim2-g1.5-s0/report.md |$" "$T"
     grep -q "baseline=noise" <(vol-info --no-stats "$OUT/synth/noise-ddim2-g1.5-s0/z.lsdm")
 }
+
+@test "experiment.mk on user data: NIfTI images and masks given as DATA_IMAGES / DATA_MASKS" {
+    phantom -q --seed 5 -n 4 --shape 32x64x64 --nifti "$TMP/nii"
+    mkdir "$TMP/img" "$TMP/seg"
+    mv "$TMP"/nii/*_image.nii.gz "$TMP/img/"
+    mv "$TMP"/nii/*_mask.nii.gz "$TMP/seg/"
+    run_tool 0 make -s -C "$TOP" -f pipelines/experiment.mk OUT="$TMP/run" DATA_IMAGES="$TMP/img/" \
+        DATA_MASKS="$TMP/seg/" N_TRAIN=2 N_TEST=2 VQ_STEPS=2 LDM_STEPS=2 SEG_STEPS=2 SAMPLE_STEPS=2 LSDM_BIN="$BIN"
+    grep -q "^command: 'vol-import' '-q' '$TMP/img/'" "$TMP/run/data/all-img.lsdm.prov"
+    grep -q "^| synthetic | " "$TMP/run/report.md"
+    # the synthetic NIfTI files keep the geometry of the user's test masks
+    vol-import "$TMP/run/synth/ldm-ddim2-g1.5-s0/nifti/test-000.nii.gz" -o "$TMP/s.lsdm"
+    vol-import --labels "$(ls "$TMP"/seg/*.nii.gz | sed -n 3p)" -o "$TMP/m.lsdm"
+    [ "$(vol-info --json --no-stats "$TMP/s.lsdm" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"]["affine"])')" = \
+      "$(vol-info --json --no-stats "$TMP/m.lsdm" | head -1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["keys"]["affine"])')" ]
+}
