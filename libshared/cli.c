@@ -150,6 +150,16 @@ int lsdm_parse_double(const char *s, double *out) {
     return 0;
 }
 
+int lsdm_parse_nonneg(const char *s, double hi, double *out) {
+    double v;
+    if (lsdm_parse_double(s, &v) == 0 && v >= 0 && v <= hi) {
+        *out = v;
+        return 0;
+    }
+    if (isinf(hi)) return lsdm_err("not a number >= 0: %s", s);
+    return lsdm_err("not a number in [0,%g]: %s", hi, s);
+}
+
 int lsdm_parse_dims(const char *s, int out[3]) {
     char extra;
     if (sscanf(s, "%dx%dx%d%c", &out[0], &out[1], &out[2], &extra) != 3 || out[0] < 1 ||

@@ -81,6 +81,24 @@ void lsdm_progress_end(void);
 int lsdm_parse_long(const char *s, long lo, long hi, long *out);
 int lsdm_parse_double(const char *s, double *out);
 /* "DxHxW", each 1..4096 (block, tile and volume shapes). */
+/* A number in [0, hi] (hi may be INFINITY). */
+int lsdm_parse_nonneg(const char *s, double hi, double *out);
+/* In main's getopt switch: optarg into var as a long in [lo, hi] or a
+ * number in [0, hi], else return the usage error naming the option. */
+#define LSDM_OPT_LONG(var, lo, hi)                                                        \
+    do {                                                                                  \
+        long v_;                                                                          \
+        if (lsdm_parse_long(optarg, lo, hi, &v_) < 0)                                     \
+            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());          \
+        var = v_;                                                                         \
+    } while (0)
+#define LSDM_OPT_REAL(var, hi)                                                            \
+    do {                                                                                  \
+        double d_;                                                                        \
+        if (lsdm_parse_nonneg(optarg, hi, &d_) < 0)                                       \
+            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());          \
+        var = d_;                                                                         \
+    } while (0)
 int lsdm_parse_dims(const char *s, int out[3]);
 /* Axes as letters of "dhw" ("" or "none": no axis): flags[k] = 1 for each. */
 int lsdm_parse_axes(const char *s, int flags[3]);

@@ -582,27 +582,12 @@ int main(int argc, char **argv) {
                     .grad_clip = 1, .ema = 0.995, .cond_drop = 0.1, .timesteps = 500};
     const char *segs[64];
     a.seg = segs;
-    long v;
-    double dv;
     int c;
-#define NUM_OPT(var, lo, hi)                                                                  \
-    do {                                                                                     \
-        if (lsdm_parse_long(optarg, lo, hi, &v) < 0)                                         \
-            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());             \
-        var = v;                                                                             \
-    } while (0)
-#define REAL_OPT(var, hi)                                                                     \
-    do {                                                                                     \
-        if (lsdm_parse_double(optarg, &dv) < 0 || !(dv >= 0 && dv <= (hi)))                  \
-            return lsdm_usage_error("%s: not a number in [0,%g]: %s", argv[optind - 1],      \
-                                    (double)(hi), optarg);                                   \
-        var = dv;                                                                            \
-    } while (0)
     while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "o:c:j:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': a.out = optarg; break;
         case 'c': a.config = optarg; break;
-        case 'j': NUM_OPT(lsdm_opt.threads, 1, 1024); break;
+        case 'j': LSDM_OPT_LONG(lsdm_opt.threads, 1, 1024); break;
         case LSDM_OPT_DEVICE: lsdm_opt.device = optarg; break;
         case OPT_VQ: a.vq = optarg; break;
         case OPT_SEG:
@@ -611,10 +596,10 @@ int main(int argc, char **argv) {
             break;
         case OPT_INIT: a.init = optarg; break;
         case OPT_RESUME: a.resume = optarg; break;
-        case OPT_STEPS: NUM_OPT(a.steps, 0, 1L << 40); break;
-        case OPT_MINUTES: REAL_OPT(a.minutes, 1e9); break;
-        case OPT_BATCH: NUM_OPT(a.batch, 1, 256); a.has[H_BATCH] = 1; break;
-        case OPT_ACCUM: NUM_OPT(a.accum, 1, 1024); a.has[H_ACCUM] = 1; break;
+        case OPT_STEPS: LSDM_OPT_LONG(a.steps, 0, 1L << 40); break;
+        case OPT_MINUTES: LSDM_OPT_REAL(a.minutes, 1e9); break;
+        case OPT_BATCH: LSDM_OPT_LONG(a.batch, 1, 256); a.has[H_BATCH] = 1; break;
+        case OPT_ACCUM: LSDM_OPT_LONG(a.accum, 1, 1024); a.has[H_ACCUM] = 1; break;
         case OPT_BLOCK:
             if (lsdm_parse_dims(optarg, a.block) < 0) return lsdm_usage_error("--block: %s", lsdm_err_msg());
             a.has[H_BLOCK] = 1;
@@ -623,23 +608,23 @@ int main(int argc, char **argv) {
             if (lsdm_parse_axes(optarg, a.flip) < 0) return lsdm_usage_error("--flip: %s", lsdm_err_msg());
             a.has[H_FLIP] = 1;
             break;
-        case OPT_LR: REAL_OPT(a.lr, 10); a.has[H_LR] = 1; break;
+        case OPT_LR: LSDM_OPT_REAL(a.lr, 10); a.has[H_LR] = 1; break;
         case OPT_LOSS:
             if (strcmp(optarg, "l1") && strcmp(optarg, "l2"))
                 return lsdm_usage_error("--loss: l1 or l2, not '%s'", optarg);
             a.loss_l2 = !strcmp(optarg, "l2");
             a.has[H_LOSS] = 1;
             break;
-        case OPT_COND_DROP: REAL_OPT(a.cond_drop, 1); a.has[H_DROP] = 1; break;
-        case OPT_TIMESTEPS: NUM_OPT(a.timesteps, 1, DIFFUSION_MAX_STEPS); a.has[H_T] = 1; break;
-        case OPT_CLIP: REAL_OPT(a.grad_clip, 1e30); a.has[H_CLIP] = 1; break;
-        case OPT_EMA: REAL_OPT(a.ema, 1); a.has[H_EMA] = 1; break;
-        case OPT_EMA_START: NUM_OPT(a.ema_start, 0, 1L << 40); a.has[H_EMA_START] = 1; break;
-        case OPT_SEED: NUM_OPT(a.seed, 0, 1L << 62); break;
-        case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
+        case OPT_COND_DROP: LSDM_OPT_REAL(a.cond_drop, 1); a.has[H_DROP] = 1; break;
+        case OPT_TIMESTEPS: LSDM_OPT_LONG(a.timesteps, 1, DIFFUSION_MAX_STEPS); a.has[H_T] = 1; break;
+        case OPT_CLIP: LSDM_OPT_REAL(a.grad_clip, 1e30); a.has[H_CLIP] = 1; break;
+        case OPT_EMA: LSDM_OPT_REAL(a.ema, 1); a.has[H_EMA] = 1; break;
+        case OPT_EMA_START: LSDM_OPT_LONG(a.ema_start, 0, 1L << 40); a.has[H_EMA_START] = 1; break;
+        case OPT_SEED: LSDM_OPT_LONG(a.seed, 0, 1L << 62); break;
+        case OPT_SAVE_EVERY: LSDM_OPT_LONG(a.save_every, 1, 1L << 40); break;
         case OPT_EXPORT: a.export = optarg; break;
         case OPT_LOG: a.log = optarg; break;
-        case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
+        case OPT_LOG_EVERY: LSDM_OPT_LONG(a.log_every, 1, 1L << 40); break;
         case OPT_PREVIEW: a.preview = optarg; break;
         LSDM_CLI_DEFAULT(c, HELP);
         }

@@ -298,29 +298,14 @@ int main(int argc, char **argv) {
     args a = {.batch = 2, .save_every = 100, .log_every = 10, .val_every = 100, .fg = 0.33, .clip = 12,
               .flip = {0, 1, 1}};
     int has_steps = 0;
-    long v;
-    double dv;
     int c;
-#define NUM_OPT(var, lo, hi)                                                                  \
-    do {                                                                                     \
-        if (lsdm_parse_long(optarg, lo, hi, &v) < 0)                                         \
-            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());             \
-        var = v;                                                                             \
-    } while (0)
-#define REAL_OPT(var, hi)                                                                     \
-    do {                                                                                     \
-        if (lsdm_parse_double(optarg, &dv) < 0 || !(dv >= 0 && dv <= (hi)))                  \
-            return lsdm_usage_error("%s: not a number in [0,%g]: %s", argv[optind - 1],      \
-                                    (double)(hi), optarg);                                   \
-        var = dv;                                                                            \
-    } while (0)
     while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "o:c:j:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': a.out = optarg; break;
         case 'c': a.config = optarg; break;
-        case 'j': NUM_OPT(lsdm_opt.threads, 1, 1024); break;
+        case 'j': LSDM_OPT_LONG(lsdm_opt.threads, 1, 1024); break;
         case LSDM_OPT_DEVICE: lsdm_opt.device = optarg; break;
-        case OPT_CLASSES: NUM_OPT(a.classes, 2, 65536); break;
+        case OPT_CLASSES: LSDM_OPT_LONG(a.classes, 2, 65536); break;
         case OPT_NORMALIZE:
             if ((a.norm = segnet_norm_parse(optarg)) < 0) return lsdm_usage_error("--normalize: %s", lsdm_err_msg());
             a.has[H_NORM] = 1;
@@ -329,31 +314,31 @@ int main(int argc, char **argv) {
             if (lsdm_parse_dims(optarg, a.patch) < 0) return lsdm_usage_error("--patch: %s", lsdm_err_msg());
             a.has[H_PATCH] = 1;
             break;
-        case OPT_BATCH: NUM_OPT(a.batch, 1, 256); a.has[H_BATCH] = 1; break;
-        case OPT_FG: REAL_OPT(a.fg, 1); a.has[H_FG] = 1; break;
+        case OPT_BATCH: LSDM_OPT_LONG(a.batch, 1, 256); a.has[H_BATCH] = 1; break;
+        case OPT_FG: LSDM_OPT_REAL(a.fg, 1); a.has[H_FG] = 1; break;
         case OPT_FLIP:
             if (lsdm_parse_axes(optarg, a.flip) < 0) return lsdm_usage_error("--flip: %s", lsdm_err_msg());
             a.has[H_FLIP] = 1;
             break;
-        case OPT_LR: REAL_OPT(a.lr, 10); a.has[H_LR] = 1; break;
+        case OPT_LR: LSDM_OPT_REAL(a.lr, 10); a.has[H_LR] = 1; break;
         case OPT_SCHEDULE:
             if (strcmp(optarg, "constant") && strcmp(optarg, "cosine"))
                 return lsdm_usage_error("--lr-schedule: constant or cosine, not '%s'", optarg);
             a.cosine = !strcmp(optarg, "cosine");
             a.has[H_SCHED] = 1;
             break;
-        case OPT_CLIP: REAL_OPT(a.clip, 1e30); a.has[H_CLIP] = 1; break;
-        case OPT_STEPS: NUM_OPT(a.steps, 0, 1L << 40); has_steps = 1; break;
-        case OPT_MINUTES: REAL_OPT(a.minutes, 1e9); break;
-        case OPT_SEED: NUM_OPT(a.seed, 0, 1L << 62); break;
-        case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
+        case OPT_CLIP: LSDM_OPT_REAL(a.clip, 1e30); a.has[H_CLIP] = 1; break;
+        case OPT_STEPS: LSDM_OPT_LONG(a.steps, 0, 1L << 40); has_steps = 1; break;
+        case OPT_MINUTES: LSDM_OPT_REAL(a.minutes, 1e9); break;
+        case OPT_SEED: LSDM_OPT_LONG(a.seed, 0, 1L << 62); break;
+        case OPT_SAVE_EVERY: LSDM_OPT_LONG(a.save_every, 1, 1L << 40); break;
         case OPT_EXPORT: a.export = optarg; break;
         case OPT_RESUME: a.resume = optarg; break;
         case OPT_LOG: a.log = optarg; break;
-        case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
+        case OPT_LOG_EVERY: LSDM_OPT_LONG(a.log_every, 1, 1L << 40); break;
         case OPT_VAL_IMAGES: a.val_img = optarg; break;
         case OPT_VAL_LABELS: a.val_lab = optarg; break;
-        case OPT_VAL_EVERY: NUM_OPT(a.val_every, 1, 1L << 40); break;
+        case OPT_VAL_EVERY: LSDM_OPT_LONG(a.val_every, 1, 1L << 40); break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
     }

@@ -404,33 +404,19 @@ int main(int argc, char **argv) {
     train_args a = {.config = NULL, .steps = 2000, .batch = 0, .save_every = 500, .log_every = 10,
                     .flip = {0, 0, 1}, .foreground = 0.67, .schedule = -1};
     vq_train_opts o = vq_train_opts_default();
-    long v;
-    double dv;
     int c, has_lr = 0;
-#define NUM_OPT(var, lo, hi)                                                                  \
-    do {                                                                                     \
-        if (lsdm_parse_long(optarg, lo, hi, &v) < 0)                                         \
-            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());             \
-        var = v;                                                                             \
-    } while (0)
-#define REAL_OPT(var)                                                                         \
-    do {                                                                                     \
-        if (lsdm_parse_double(optarg, &dv) < 0 || dv < 0)                                    \
-            return lsdm_usage_error("%s: not a number >= 0: %s", argv[optind - 1], optarg);  \
-        var = dv;                                                                            \
-    } while (0)
     while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "o:c:j:", longopts, NULL)) != -1) {
         switch (c) {
         case 'o': a.out = optarg; break;
         case 'c': a.config = optarg; break;
-        case 'j': NUM_OPT(lsdm_opt.threads, 1, 1024); break;
+        case 'j': LSDM_OPT_LONG(lsdm_opt.threads, 1, 1024); break;
         case LSDM_OPT_DEVICE: lsdm_opt.device = optarg; break;
         case OPT_INIT: a.init = optarg; break;
         case OPT_RESUME: a.resume = optarg; break;
         case OPT_SEG: a.seg = optarg; break;
-        case OPT_STEPS: NUM_OPT(a.steps, 0, 1L << 40); break;
-        case OPT_MINUTES: REAL_OPT(a.minutes); break;
-        case OPT_BATCH: NUM_OPT(a.batch, 1, 64); break;
+        case OPT_STEPS: LSDM_OPT_LONG(a.steps, 0, 1L << 40); break;
+        case OPT_MINUTES: LSDM_OPT_REAL(a.minutes, INFINITY); break;
+        case OPT_BATCH: LSDM_OPT_LONG(a.batch, 1, 64); break;
         case OPT_BLOCK:
             if (lsdm_parse_dims(optarg, a.block) < 0) return lsdm_usage_error("--block: %s", lsdm_err_msg());
             a.has_block = 1;
@@ -442,20 +428,20 @@ int main(int argc, char **argv) {
         case OPT_FLIP:
             if (lsdm_parse_axes(optarg, a.flip) < 0) return lsdm_usage_error("--flip: %s", lsdm_err_msg());
             break;
-        case OPT_LR: REAL_OPT(o.lr); has_lr = 1; break;
-        case OPT_DISC_START: NUM_OPT(o.disc_start, 0, 1L << 40); break;
-        case OPT_L1: REAL_OPT(o.l1_weight); break;
-        case OPT_FEAT: REAL_OPT(o.gan_feat_weight); break;
-        case OPT_IMG_GAN: REAL_OPT(o.image_gan_weight); break;
-        case OPT_VID_GAN: REAL_OPT(o.video_gan_weight); break;
-        case OPT_CLIP: REAL_OPT(o.grad_clip); break;
+        case OPT_LR: LSDM_OPT_REAL(o.lr, INFINITY); has_lr = 1; break;
+        case OPT_DISC_START: LSDM_OPT_LONG(o.disc_start, 0, 1L << 40); break;
+        case OPT_L1: LSDM_OPT_REAL(o.l1_weight, INFINITY); break;
+        case OPT_FEAT: LSDM_OPT_REAL(o.gan_feat_weight, INFINITY); break;
+        case OPT_IMG_GAN: LSDM_OPT_REAL(o.image_gan_weight, INFINITY); break;
+        case OPT_VID_GAN: LSDM_OPT_REAL(o.video_gan_weight, INFINITY); break;
+        case OPT_CLIP: LSDM_OPT_REAL(o.grad_clip, INFINITY); break;
         case OPT_NO_RESTART: o.ema.restart = 0; break;
-        case OPT_RESTART_THRES: REAL_OPT(o.ema.restart_thres); break;
-        case OPT_SEED: NUM_OPT(o.seed, 0, 1L << 62); break;
-        case OPT_SAVE_EVERY: NUM_OPT(a.save_every, 1, 1L << 40); break;
+        case OPT_RESTART_THRES: LSDM_OPT_REAL(o.ema.restart_thres, INFINITY); break;
+        case OPT_SEED: LSDM_OPT_LONG(o.seed, 0, 1L << 62); break;
+        case OPT_SAVE_EVERY: LSDM_OPT_LONG(a.save_every, 1, 1L << 40); break;
         case OPT_EXPORT: a.export = optarg; break;
         case OPT_LOG: a.log = optarg; break;
-        case OPT_LOG_EVERY: NUM_OPT(a.log_every, 1, 1L << 40); break;
+        case OPT_LOG_EVERY: LSDM_OPT_LONG(a.log_every, 1, 1L << 40); break;
         case OPT_VAL: a.val = optarg; break;
         case OPT_PREVIEW: a.preview = optarg; break;
         case OPT_LPIPS: a.lpips = optarg; break;
@@ -466,11 +452,11 @@ int main(int argc, char **argv) {
             a.schedule = !strcmp(optarg, "cosine");
             break;
         case OPT_FOREGROUND:
-            REAL_OPT(a.foreground);
+            LSDM_OPT_REAL(a.foreground, INFINITY);
             if (!(a.foreground >= 0 && a.foreground <= 1))
                 return lsdm_usage_error("--foreground: a probability in [0,1], got '%s'", optarg);
             break;
-        case OPT_PERCEPTUAL: REAL_OPT(o.perceptual_weight); break;
+        case OPT_PERCEPTUAL: LSDM_OPT_REAL(o.perceptual_weight, INFINITY); break;
         LSDM_CLI_DEFAULT(c, HELP);
         }
     }
