@@ -150,6 +150,14 @@ int lsdm_parse_double(const char *s, double *out) {
     return 0;
 }
 
+const char *lsdm_optarg_name(char *const *argv, int ind, const char *arg, char *buf, size_t n) {
+    const char *a = ind >= 1 ? argv[ind - 1] : "";
+    if (a == arg && ind >= 2) a = argv[ind - 2]; /* "--lr" "x" */
+    size_t len = a[0] == '-' && a[1] != '-' ? 2 : strcspn(a, "="); /* "-j4", "--lr=x" */
+    snprintf(buf, n, "%.*s", (int)(len < n ? len : n - 1), a);
+    return buf;
+}
+
 int lsdm_parse_nonneg(const char *s, double hi, double *out) {
     double v;
     if (lsdm_parse_double(s, &v) == 0 && v >= 0 && v <= hi) {

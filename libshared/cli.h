@@ -3,6 +3,7 @@
 #ifndef LSDM_CLI_H
 #define LSDM_CLI_H
 
+#include <stddef.h>
 #include <getopt.h>
 
 #define LSDM_VERSION "0.1.0"
@@ -83,20 +84,27 @@ int lsdm_parse_double(const char *s, double *out);
 /* "DxHxW", each 1..4096 (block, tile and volume shapes). */
 /* A number in [0, hi] (hi may be INFINITY). */
 int lsdm_parse_nonneg(const char *s, double hi, double *out);
+/* The option the argument arg (getopt's optarg, ind its optind) belongs
+ * to, as written: "--lr" for "--lr x" and "--lr=x", "-j" for "-j4". */
+const char *lsdm_optarg_name(char *const *argv, int ind, const char *arg, char *buf, size_t n);
 /* In main's getopt switch: optarg into var as a long in [lo, hi] or a
  * number in [0, hi], else return the usage error naming the option. */
 #define LSDM_OPT_LONG(var, lo, hi)                                                        \
     do {                                                                                  \
         long v_;                                                                          \
+        char o_[64];                                                                      \
         if (lsdm_parse_long(optarg, lo, hi, &v_) < 0)                                     \
-            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());          \
+            return lsdm_usage_error("%s: %s", lsdm_optarg_name(argv, optind, optarg, o_, 64), \
+                                    lsdm_err_msg());                                      \
         var = v_;                                                                         \
     } while (0)
 #define LSDM_OPT_REAL(var, hi)                                                            \
     do {                                                                                  \
         double d_;                                                                        \
+        char o_[64];                                                                      \
         if (lsdm_parse_nonneg(optarg, hi, &d_) < 0)                                       \
-            return lsdm_usage_error("%s: %s", argv[optind - 1], lsdm_err_msg());          \
+            return lsdm_usage_error("%s: %s", lsdm_optarg_name(argv, optind, optarg, o_, 64), \
+                                    lsdm_err_msg());                                      \
         var = d_;                                                                         \
     } while (0)
 int lsdm_parse_dims(const char *s, int out[3]);

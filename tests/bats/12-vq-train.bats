@@ -158,3 +158,15 @@ EOF
     assert_one_error_line vq-train
     [[ "$stderr" == *"net.slice1.0.weight"* ]]
 }
+
+@test "a bad number names its option as written: --lr x, --lr=x, -jN" {
+    run_tool 2 vq-train --lr -1 -o "$TMP/m.st" "$TMP/train.lsdm"
+    [ "${stderr_lines[0]}" = "vq-train: error: --lr: not a number >= 0: -1" ]
+    run_tool 2 vq-train --steps=x -o "$TMP/m.st" "$TMP/train.lsdm"
+    [ "${stderr_lines[0]}" = "vq-train: error: --steps: 'x' is not an integer" ]
+    run_tool 2 vq-train -j0 -o "$TMP/m.st" "$TMP/train.lsdm"
+    [ "${stderr_lines[0]}" = "vq-train: error: -j: 0 is out of range 1..1024" ]
+    run_tool 2 seg-train --foreground 2 "$TMP/train.lsdm" "$TMP/train.lsdm" -o "$TMP/m.st"
+    [ "${stderr_lines[0]}" = "seg-train: error: --foreground: not a number in [0,1]: 2" ]
+    [ ! -e "$TMP/m.st" ]
+}
