@@ -27,6 +27,10 @@ static const char HELP[] =
     "('-' or none: standard input).\n"
     "\n"
     "  -m, --model MODEL     segmenter checkpoint written by seg-train (required)\n"
+    "  -c, --config C        for a converted PyTorch UNet3D without seg-train's\n"
+    "                        metadata: reference, tiny or a config file; then\n"
+    "      --classes N       its classes (default 3, the reference's), and images\n"
+    "                        are minmax-normalised to [-1,1]\n"
     "  -o, --output LABELS   output stream (default standard output)\n"
     "      --tile DxHxW      window, multiples of 8 (default: the training patch)\n"
     "      --overlap X       fraction of a window shared with the next, in [0,0.95]\n"
@@ -36,11 +40,12 @@ static const char HELP[] =
     LSDM_ENGINE_HELP LSDM_COMMON_HELP
     "\nExit status: 0 ok, 1 error (bad input, model or data), 2 usage error.\n";
 
-enum { OPT_TILE = LSDM_OPT_FIRST_TOOL, OPT_OVERLAP, OPT_PROBS };
+enum { OPT_TILE = LSDM_OPT_FIRST_TOOL, OPT_OVERLAP, OPT_PROBS, OPT_CLASSES };
 
 typedef struct {
-    const char *model, *out, *probs, *in;
+    const char *model, *out, *probs, *in, *config;
     int tile[3], has_tile;
+    long classes;
     double overlap;
 } infer_opts;
 
@@ -120,7 +125,7 @@ static int run(const model *md, const infer_opts *o, lsdm_writer *w, lsdm_writer
 static int model_open(model *md, infer_opts *o) {
     ckpt_meta meta = {0};
     memset(md, 0, sizeof *md);
-    if (segnet_load(&md->m, o->model, NULL, 0, &meta) < 0) return -1;
+    if (segnet_load(&md->m, o->model, o->config, (int)o->classes, &meta) < 0) return -1;
     const char *norm = ckpt_meta_get(&meta, "normalize"), *patch = ckpt_meta_get(&meta, "patch");
     const char *labels = ckpt_meta_get(&meta, "labels"), *step = ckpt_meta_get(&meta, "step");
     int rc = 0;
@@ -142,16 +147,19 @@ int main(int argc, char **argv) {
         LSDM_COMMON_LONGOPTS, LSDM_ENGINE_LONGOPTS,
         {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
         {"tile", required_argument, 0, OPT_TILE}, {"overlap", required_argument, 0, OPT_OVERLAP},
-        {"probs", required_argument, 0, OPT_PROBS}, {0, 0, 0, 0},
+        {"probs", required_argument, 0, OPT_PROBS}, {"config", required_argument, 0, 'c'},
+        {"classes", required_argument, 0, OPT_CLASSES}, {0, 0, 0, 0},
     };
     lsdm_cli_init("seg-infer", argv);
-    infer_opts o = {.overlap = 0.5, .in = "-"};
+    infer_opts o = {.overlap = 0.5, .in = "-", .classes = 3};
     long v;
     int c;
-    while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "j:m:o:", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, LSDM_COMMON_SHORTOPTS "c:j:m:o:", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o.model = optarg; break;
         case 'o': o.out = optarg; break;
+        case 'c': o.config = optarg; break;
+        case OPT_CLASSES: LSDM_OPT_LONG(o.classes, 2, 256); break;
         case 'j':
             if (lsdm_parse_long(optarg, 1, 1024, &v) < 0) return lsdm_usage_error("-j: %s", lsdm_err_msg());
             lsdm_opt.threads = (int)v;

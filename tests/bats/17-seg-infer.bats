@@ -79,3 +79,17 @@ setup() {
     run_tool 1 seg-infer -m "$TMP/nothere.st" "$TMP/img.lsdm" -o "$TMP/x.lsdm"
     assert_one_error_line seg-infer
 }
+
+@test "--config: a converted PyTorch UNet3D without seg-train's metadata (the parity fixture)" {
+    W="$TOP/tests/fixtures/segnet/weights.safetensors"   # torch state_dict: 4 filters, 2 poolings, 3 classes
+    phantom -q -n 1 --shape 8x16x16 -o "$TMP/ph.lsdm"
+    run_tool 1 seg-infer -m "$W" "$TMP/ph.lsdm" -o "$TMP/x.lsdm"
+    assert_one_error_line seg-infer
+    [[ "$stderr" == *"is not a segmenter checkpoint"*"needs --config"* ]]
+    printf 'filters = 4\nnum_downs = 2\n' >"$TMP/small.conf"
+    run_tool 0 seg-infer -c "$TMP/small.conf" -m "$W" "$TMP/ph.lsdm" -o "$TMP/x.lsdm"
+    [ "$(vol-info --json "$TMP/x.lsdm" | head -1 | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["role"], r["dtype"], r["shape"])')" = "labels u8 [1, 8, 16, 16]" ]
+    run_tool 1 seg-infer -c "$TMP/small.conf" --classes 5 -m "$W" "$TMP/ph.lsdm" -o "$TMP/y.lsdm"
+    [[ "$stderr" == *"tensor 'model.model.5.weight' has shape 3,4,1,1,1, model expects 5,4,1,1,1"* ]]
+    [ ! -e "$TMP/y.lsdm" ]
+}
