@@ -259,6 +259,16 @@ int lsdm_role_valid(const char *role) {
     return 0;
 }
 
+int lsdm_record_same_shape(const lsdm_record *a, const lsdm_record *b) {
+    int ia = 0, ib = 0;
+    while (ia < a->ndim - 1 && a->shape[ia] == 1) ia++;
+    while (ib < b->ndim - 1 && b->shape[ib] == 1) ib++;
+    if (a->ndim - ia != b->ndim - ib) return 0;
+    for (; ia < a->ndim; ia++, ib++)
+        if (a->shape[ia] != b->shape[ib]) return 0;
+    return 1;
+}
+
 int lsdm_record_validate(const lsdm_record *r) {
     const char *name = lsdm_record_get(r, "name"), *role = lsdm_record_get(r, "role");
     if (!name || !*name) return lsdm_err("record has no name");

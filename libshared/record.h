@@ -64,6 +64,8 @@ int lsdm_labels_parse(const char *s, lsdm_labels *out);
 void lsdm_labels_free(lsdm_labels *l);
 const char *lsdm_labels_name(const lsdm_labels *l, int id); /* NULL if unnamed */
 
+/* 1 if the shapes are equal but for leading 1s (D,H,W is 1,D,H,W). */
+int lsdm_record_same_shape(const lsdm_record *a, const lsdm_record *b);
 /* Check what every record must satisfy: name and role present, a known
  * role, 1..8 dims each >= 1, nbytes matching. */
 int lsdm_record_validate(const lsdm_record *r);

@@ -109,17 +109,6 @@ static int names_comparable(const char *path, const lsdm_volsrc *s) {
     return lsdm_volsrc_is_stream(s) || !(ends_with(path, ".nii") || ends_with(path, ".nii.gz"));
 }
 
-/* Shapes equal but for leading 1s (D,H,W is 1,D,H,W). */
-static int same_shape(const lsdm_record *a, const lsdm_record *b) {
-    int ia = 0, ib = 0;
-    while (ia < a->ndim - 1 && a->shape[ia] == 1) ia++;
-    while (ib < b->ndim - 1 && b->shape[ib] == 1) ib++;
-    if (a->ndim - ia != b->ndim - ib) return 0;
-    for (; ia < a->ndim; ia++, ib++)
-        if (a->shape[ia] != b->shape[ib]) return 0;
-    return 1;
-}
-
 /* Affines equal to float precision (a NIfTI header keeps them as f32). */
 static int check_geometry(const lsdm_record *p, const lsdm_record *r) {
     double a[16], b[16];
@@ -146,7 +135,7 @@ static int check_pair(const dice_opts *o, const lsdm_record *p, const lsdm_recor
         return lsdm_err("record '%s': %s holds %s values, not a label map (need u8, i16 or i32)", rec_name(r),
                         lsdm_dtype_is_float(p->dtype) ? "PRED" : "REF",
                         lsdm_dtype_name(lsdm_dtype_is_float(p->dtype) ? p->dtype : r->dtype));
-    if (!same_shape(p, r)) {
+    if (!lsdm_record_same_shape(p, r)) {
         char sp[128], sr[128];
         lsdm_shape_format(sp, sizeof sp, p->ndim, p->shape);
         lsdm_shape_format(sr, sizeof sr, r->ndim, r->shape);

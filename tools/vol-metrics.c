@@ -161,17 +161,6 @@ static const char *rec_name(const lsdm_record *r) {
     return n ? n : "(unnamed)";
 }
 
-/* Shapes equal but for leading 1s (D,H,W is 1,D,H,W). */
-static int same_shape(const lsdm_record *a, const lsdm_record *b) {
-    int ia = 0, ib = 0;
-    while (ia < a->ndim - 1 && a->shape[ia] == 1) ia++;
-    while (ib < b->ndim - 1 && b->shape[ib] == 1) ib++;
-    if (a->ndim - ia != b->ndim - ib) return 0;
-    for (; ia < a->ndim; ia++, ib++)
-        if (a->shape[ia] != b->shape[ib]) return 0;
-    return 1;
-}
-
 /* Channels (all leading dims) and D,H,W (the last three, 1 where absent). */
 static void volume_dims(const lsdm_record *r, int64_t *C, int64_t dims[3]) {
     *C = 1;
@@ -186,7 +175,7 @@ static void volume_dims(const lsdm_record *r, int64_t *C, int64_t dims[3]) {
 static int check_pair(const lsdm_record *a, const lsdm_record *b, const lsdm_record *m) {
     char sa[128], sb[128];
     lsdm_shape_format(sa, sizeof sa, a->ndim, a->shape);
-    if (!same_shape(a, b)) {
+    if (!lsdm_record_same_shape(a, b)) {
         lsdm_shape_format(sb, sizeof sb, b->ndim, b->shape);
         return lsdm_err("records '%s' (A) and '%s' (B): shapes differ: A %s, B %s", rec_name(a), rec_name(b), sa, sb);
     }
