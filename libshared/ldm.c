@@ -9,25 +9,27 @@
 #include "kvtext.h"
 #include "ldm.h"
 #include "safetensors.h"
+#include "vqtile.h"
 
 void ldm_diffusion_defaults(ldm_diffusion_config *d) {
     memset(d, 0, sizeof *d);
     d->timesteps = 500;
     d->latent_min = -1, d->latent_max = 1;
     d->cond_drop = 0.1;
-    d->downsample = 4;
+    d->downsample[0] = d->downsample[1] = d->downsample[2] = 4;
     d->train_shape[0] = 8, d->train_shape[1] = d->train_shape[2] = 64;
 }
 
 const char *ldm_diffusion_text(const ldm_diffusion_config *d) {
     static char buf[512];
+    char f[48];
     snprintf(buf, sizeof buf,
              "timesteps = %d\nschedule = cosine\nobjective = eps\nloss = %s\nlatent_min = %.9g\n"
-             "latent_max = %.9g\nvq_model = %s\nnull_mask = zeros\ncond_drop = %.9g\ndownsample = %d\n"
+             "latent_max = %.9g\nvq_model = %s\nnull_mask = zeros\ncond_drop = %.9g\ndownsample = %s\n"
              "train_shape = %d,%d,%d\n",
              d->timesteps, d->loss_l2 ? "l2" : "l1", d->latent_min, d->latent_max,
-             d->vq_model[0] ? d->vq_model : "none", d->cond_drop, d->downsample, d->train_shape[0],
-             d->train_shape[1], d->train_shape[2]);
+             d->vq_model[0] ? d->vq_model : "none", d->cond_drop, vq_factor_format(d->downsample, f),
+             d->train_shape[0], d->train_shape[1], d->train_shape[2]);
     return buf;
 }
 
@@ -60,8 +62,9 @@ static int set_key(void *ctx, const char *k, const char *v) {
     if (!strcmp(k, "latent_max")) return parse_real(v, &d->latent_max);
     if (!strcmp(k, "cond_drop")) return parse_real(v, &d->cond_drop) < 0 || d->cond_drop < 0 || d->cond_drop > 1 ? -1 : 0;
     if (!strcmp(k, "downsample")) {
-        if (parse_real(v, &x) < 0 || x != floor(x) || x < 1 || x > 64) return -1;
-        d->downsample = (int)x;
+        int f[3];
+        if (vq_factor_parse(v, f) < 0 || f[0] > 64 || f[1] > 64 || f[2] > 64) return -1;
+        memcpy(d->downsample, f, sizeof f);
         return 0;
     }
     if (!strcmp(k, "train_shape")) {

@@ -12,7 +12,8 @@
  *                                     latents it models (vqtile.h)
  *                 null_mask = zeros   the unconditional input (all-zero mask)
  *                 cond_drop = 0.1     condition dropout it was trained with
- *                 downsample = 4      image voxels per latent voxel (the VQ-GAN's f)
+ *                 downsample = 4      image voxels per latent voxel (the VQ-GAN's f;
+ *                                     "2,4,4" when it differs per axis d,h,w)
  *                 train_shape = 8,16,16  latent block (D,H,W) it was trained on:
  *                                     longer volumes are sampled in windows
  *                                     of train_shape[0] slices
@@ -33,7 +34,7 @@ typedef struct {
     double latent_min, latent_max;
     char vq_model[17];    /* "" if unknown */
     double cond_drop;
-    int downsample;
+    int downsample[3];    /* (d,h,w) */
     int train_shape[3];
 } ldm_diffusion_config;
 

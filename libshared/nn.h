@@ -142,7 +142,7 @@ typedef struct {
 typedef struct {
     nn_param *w, *b;       /* (Cin,Cout,kd,kh,kw), (Cout) */
     int Cin, Cout, k[3], s[3], p[3];
-    int prepad;            /* replicate-pad the input by this on every side first */
+    int prepad[6];         /* replicate-pad the input by (d0,d1,h0,h1,w0,w1) first */
 } nn_convt;
 
 typedef struct {
@@ -165,8 +165,10 @@ typedef struct {
  * ".bias" are appended. k, s, p are (d,h,w). */
 int nn_conv_init(nn_conv *l, nn_params *ps, const char *name, int Cin, int Cout,
                  const int k[3], const int s[3], const int p[3], int pad_mode, int bias);
+/* prepad: replicate padding (d0,d1,h0,h1,w0,w1) of the input before the
+ * transposed conv (the reference's SamePadConvTranspose3d), or NULL. */
 int nn_convt_init(nn_convt *l, nn_params *ps, const char *name, int Cin, int Cout,
-                  const int k[3], const int s[3], const int p[3], int prepad);
+                  const int k[3], const int s[3], const int p[3], const int prepad[6]);
 int nn_groupnorm_init(nn_groupnorm *l, nn_params *ps, const char *name, int C, int G,
                       float eps, int affine);
 int nn_batchnorm_init(nn_batchnorm *l, nn_params *ps, const char *name, int C);

@@ -53,12 +53,13 @@ int nn_conv_init(nn_conv *l, nn_params *ps, const char *name, int Cin, int Cout,
 }
 
 int nn_convt_init(nn_convt *l, nn_params *ps, const char *name, int Cin, int Cout,
-                  const int k[3], const int s[3], const int p[3], int prepad) {
+                  const int k[3], const int s[3], const int p[3], const int prepad[6]) {
     memset(l, 0, sizeof *l);
     int64_t sh[5], nb = Cout;
     l->w = nn_param_new(ps, name, ".weight", 5, shape5(sh, Cin, Cout, k), 0);
     if (!l->w || !(l->b = nn_param_new(ps, name, ".bias", 1, &nb, 0))) return -1;
-    l->Cin = Cin, l->Cout = Cout, l->prepad = prepad;
+    l->Cin = Cin, l->Cout = Cout;
+    for (int i = 0; i < 6; i++) l->prepad[i] = prepad ? prepad[i] : 0;
     for (int i = 0; i < 3; i++) l->k[i] = k[i], l->s[i] = s[i], l->p[i] = p[i];
     return 0;
 }
@@ -250,8 +251,9 @@ nn_tensor *nn_convt3d(nn_ctx *c, const nn_convt *l, nn_tensor *x) {
         c->failed = 1;
         return NULL;
     }
-    int p = l->prepad, pads[6] = {p, p, p, p, p, p};
-    nn_tensor *xp = p ? nn_pad(c, x, pads, PAD3D_REPLICATE) : x;
+    int any = 0;
+    for (int i = 0; i < 6; i++) any |= l->prepad[i];
+    nn_tensor *xp = any ? nn_pad(c, x, l->prepad, PAD3D_REPLICATE) : x;
     if (!xp) return NULL;
     conv_transpose3d_dims d = {0};
     d.N = xp->N, d.Cin = xp->C, d.D = xp->D, d.H = xp->H, d.W = xp->W, d.Cout = l->Cout;

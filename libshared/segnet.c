@@ -115,7 +115,7 @@ static int build(segnet *m) {
             return -1;
         if (l > 0) {
             snprintf(name, sizeof name, "%s.%s", path, iu);
-            if (nn_convt_init(&v->up, ps, name, F, Fin, K2, S2, P0, 0) < 0) return -1;
+            if (nn_convt_init(&v->up, ps, name, F, Fin, K2, S2, P0, NULL) < 0) return -1;
         }
     }
     level_path(path, sizeof path, 0);

@@ -187,7 +187,7 @@ static int build(unet *m) {
         snprintf(n, sizeof n, "ups.%d.2", i);
         if (attn_init(&m->up_t[i], ps, n, din, UNET_ATTN_TEMPORAL, cfg) < 0) return -1;
         snprintf(n, sizeof n, "ups.%d.3", i);
-        if (i < L - 1 && nn_convt_init(&m->upsample[i], ps, n, din, din, K144, S122, P011, 0) < 0)
+        if (i < L - 1 && nn_convt_init(&m->upsample[i], ps, n, din, din, K144, S122, P011, NULL) < 0)
             return -1;
     }
     if (resnet_init(&m->final_block, ps, 2 * dim, dim, g) < 0 ||

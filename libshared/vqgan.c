@@ -10,10 +10,11 @@
 #include "err.h"
 #include "rng.h"
 #include "../kernels/codebook.h"
+#include "../kernels/pad3d.h"
 #include "../kernels/spade.h"
 
 static const int K1[3] = {1, 1, 1}, K3[3] = {3, 3, 3}, K4[3] = {4, 4, 4};
-static const int S1[3] = {1, 1, 1}, S2[3] = {2, 2, 2}, P0[3] = {0, 0, 0}, P1[3] = {1, 1, 1};
+static const int S1[3] = {1, 1, 1}, P0[3] = {0, 0, 0}, P1[3] = {1, 1, 1};
 /* padding_type reaches the encoder's first and downsampling convs only:
  * the reference builds its residual blocks and conv_last with the default
  * (replicate) whatever the config says. */
@@ -107,13 +108,23 @@ static void init_weights(nn_params *ps, uint64_t seed, uint64_t base) {
     }
 }
 
+/* The strides of stage i (encoder down i, decoder up i): 2 on the axes
+ * still to be halved, 1 on the others (the reference counts each axis's
+ * halvings down by one per stage, in both directions). */
+static void stage_strides(const int times[3], int i, int st[3]) {
+    for (int a = 0; a < 3; a++) st[a] = i < times[a] ? 2 : 1;
+}
+
 int vqgan_init(vqgan *m, const vqgan_config *cfg, uint64_t seed) {
     memset(m, 0, sizeof *m);
     if (vqgan_config_check(cfg) < 0) return -1;
     m->cfg = *cfg;
     nn_params *g = &m->gen;
-    int f = cfg->downsample[0], S = 0;
-    while ((1 << S) < f) S++;
+    int times[3], S = 0; /* halvings per axis; stage i halves the axes with times > i */
+    for (int a = 0; a < 3; a++) {
+        for (times[a] = 0; (1 << times[a]) < cfg->downsample[a]; times[a]++) {}
+        if (times[a] > S) S = times[a];
+    }
     m->stages = S;
     int nh = cfg->n_hiddens, top = nh << S, pm = cfg->pad_mode;
     char n[160];
@@ -123,8 +134,18 @@ int vqgan_init(vqgan *m, const vqgan_config *cfg, uint64_t seed) {
         return -1;
     for (int i = 0; i < S; i++) {
         int ci = nh << i, co = nh << (i + 1);
+        int st[3], pad[3], keep = 0;
+        stage_strides(times, i, st);
+        for (int a = 0; a < 3; a++) {
+            keep |= st[a] == 1;
+            /* SamePadConv3d: k - s = 2 -> (1,1), 3 -> (2,1) */
+            m->down_prepad[i][2 * a] = st[a] == 2 ? 1 : 2;
+            m->down_prepad[i][2 * a + 1] = 1;
+        }
+        m->down_explicit[i] = keep;
+        for (int a = 0; a < 3; a++) pad[a] = keep ? 0 : 1;
         snprintf(n, sizeof n, "encoder.conv_blocks.%d.down.conv", i);
-        if (nn_conv_init(&m->down[i], g, n, ci, co, K4, S2, P1, pm, 1) < 0) return -1;
+        if (nn_conv_init(&m->down[i], g, n, ci, co, K4, st, pad, pm, 1) < 0) return -1;
         snprintf(n, sizeof n, "encoder.conv_blocks.%d.res", i);
         if (resblock_init(&m->enc_res[i], g, n, co, cfg) < 0) return -1;
     }
@@ -152,8 +173,12 @@ int vqgan_init(vqgan *m, const vqgan_config *cfg, uint64_t seed) {
     for (int i = 0; i < S; i++) {
         int ci = i == 0 ? top : nh << (S - i + 1), co = nh << (S - i);
         static const int P3[3] = {3, 3, 3};
+        int st[3], prepad[6];
+        stage_strides(times, i, st);
+        for (int a = 0; a < 3; a++) /* SamePadConvTranspose3d's input padding */
+            prepad[2 * a] = st[a] == 2 ? 1 : 2, prepad[2 * a + 1] = 1;
         snprintf(n, sizeof n, "%.100s.%d.up.convt", dec, i);
-        if (nn_convt_init(&m->up[i], g, n, ci, co, K4, S2, P3, 1) < 0) return -1;
+        if (nn_convt_init(&m->up[i], g, n, ci, co, K4, st, P3, prepad) < 0) return -1;
         for (int j = 0; j < 2; j++) {
             snprintf(n, sizeof n, "%.100s.%d.res%d", dec, i, j + 1);
             if (cfg->spade ? spade_res_init(&m->sdec_res[i][j], g, n, co, cfg)
@@ -225,14 +250,21 @@ nn_tensor *vqgan_encode(nn_ctx *c, const vqgan *m, nn_tensor *x) {
         c->failed = 1;
         return NULL;
     }
-    int f = m->cfg.downsample[0];
-    if (x->D % f || x->H % f || x->W % f) {
-        lsdm_err("input %dx%dx%d is not a multiple of the downsampling %d", x->D, x->H, x->W, f);
+    const int *f = m->cfg.downsample;
+    if (x->D % f[0] || x->H % f[1] || x->W % f[2]) {
+        lsdm_err("input %dx%dx%d is not a multiple of the downsampling %s", x->D, x->H, x->W,
+                 vqgan_factor_text(&m->cfg));
         c->failed = 1;
         return NULL;
     }
     nn_tensor *h = nn_conv3d(c, &m->conv_first, x);
     for (int i = 0; i < m->stages; i++) {
+        if (m->down_explicit[i]) {
+            nn_tensor *p = nn_pad(c, h, m->down_prepad[i],
+                                  m->cfg.pad_mode == CONV3D_PAD_REPLICATE ? PAD3D_REPLICATE : PAD3D_ZERO);
+            nn_drop(c, h);
+            h = p;
+        }
         nn_tensor *t = nn_conv3d(c, &m->down[i], h);
         nn_drop(c, h);
         h = resblock(c, &m->enc_res[i], t);
@@ -349,16 +381,16 @@ nn_tensor *vqgan_decode(nn_ctx *c, const vqgan *m, nn_tensor *zq, nn_tensor *seg
         return NULL;
     }
     if (cfg->spade) {
-        int f = cfg->downsample[0];
+        const int *f = cfg->downsample;
         if (!seg) {
             lsdm_err("the SPADE decoder needs a mask (--seg)");
             c->failed = 1;
             return NULL;
         }
-        if (seg->C != cfg->label_nc || seg->N != zq->N || seg->D != zq->D * f ||
-            seg->H != zq->H * f || seg->W != zq->W * f) {
+        if (seg->C != cfg->label_nc || seg->N != zq->N || seg->D != zq->D * f[0] ||
+            seg->H != zq->H * f[1] || seg->W != zq->W * f[2]) {
             lsdm_err("mask %dx%dx%dx%d does not match the latent (%d classes, %dx%dx%d)", seg->C,
-                     seg->D, seg->H, seg->W, cfg->label_nc, zq->D * f, zq->H * f, zq->W * f);
+                     seg->D, seg->H, seg->W, cfg->label_nc, zq->D * f[0], zq->H * f[1], zq->W * f[2]);
             c->failed = 1;
             return NULL;
         }

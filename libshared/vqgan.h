@@ -4,8 +4,9 @@
  * reference state_dict's, so converted PyTorch checkpoints load as they
  * are (tools/contrib/README.md).
  *
- * Shapes for one volume (N,Ci,D,H,W) and downsample f (same on each axis):
- *   encode:   (N,Ci,D,H,W) -> prequant z (N,E,D/f,H/f,W/f)
+ * Shapes for one volume (N,Ci,D,H,W) and downsample (fd,fh,fw), powers of 2
+ * that may differ per axis (the reference's tuple):
+ *   encode:   (N,Ci,D,H,W) -> prequant z (N,E,D/fd,H/fh,W/fw)
  *   quantise: z -> codes (N,D/f,H/f,W/f) int32, zq (N,E,...)
  *   decode:   zq [+ one-hot seg (N,L,D,H,W) for SPADE] -> (N,Ci,D,H,W) in [-1,1] */
 #ifndef LSDM_VQGAN_H
@@ -18,7 +19,7 @@
 
 typedef struct {
     int n_hiddens;
-    int downsample[3];     /* (d,h,w), equal powers of 2 */
+    int downsample[3];     /* (d,h,w), powers of 2 */
     int image_channels;
     int embedding_dim;
     int n_codes;
@@ -41,6 +42,10 @@ const char *vqgan_config_text(const vqgan_config *cfg);
 int vqgan_config_check(const vqgan_config *cfg);
 /* The total downsampling per axis. */
 int vqgan_factor(const vqgan_config *cfg, int axis);
+/* 1 when the downsampling is the same on every axis. */
+int vqgan_isotropic(const vqgan_config *cfg);
+/* The factors as text: "4" when isotropic, else "2,4,4"; static buffer. */
+const char *vqgan_factor_text(const vqgan_config *cfg);
 
 typedef struct {
     nn_groupnorm n1, n2;
@@ -71,6 +76,12 @@ typedef struct {
     /* encoder */
     nn_conv conv_first;
     nn_conv down[VQ_MAX_STAGES];
+    /* A stage that keeps an axis (stride 1 there, anisotropic downsampling)
+     * pads its input explicitly as the reference's SamePadConv3d, (2,1)
+     * along that axis, and its conv pads nothing; all-stride-2 stages pad
+     * (1,1) inside the conv. */
+    int down_prepad[VQ_MAX_STAGES][6];
+    int down_explicit[VQ_MAX_STAGES];
     vq_resblock enc_res[VQ_MAX_STAGES];
     nn_groupnorm enc_final;
     nn_conv pre_vq, post_vq;

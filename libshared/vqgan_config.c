@@ -118,14 +118,26 @@ int vqgan_factor(const vqgan_config *cfg, int axis) {
     return cfg->downsample[axis];
 }
 
+int vqgan_isotropic(const vqgan_config *cfg) {
+    return cfg->downsample[1] == cfg->downsample[0] && cfg->downsample[2] == cfg->downsample[0];
+}
+
+const char *vqgan_factor_text(const vqgan_config *c) {
+    static char buf[48];
+    if (vqgan_isotropic(c)) snprintf(buf, sizeof buf, "%d", c->downsample[0]);
+    else snprintf(buf, sizeof buf, "%d,%d,%d", c->downsample[0], c->downsample[1], c->downsample[2]);
+    return buf;
+}
+
 int vqgan_config_check(const vqgan_config *c) {
-    int f = c->downsample[0];
-    if (f < 1 || (f & (f - 1)) || f > 1 << (VQ_MAX_STAGES - 1))
-        return lsdm_err("config: downsample %d is not a power of 2 up to %d", f,
-                        1 << (VQ_MAX_STAGES - 1));
-    if (c->downsample[1] != f || c->downsample[2] != f)
-        return lsdm_err("config: downsample must be the same on every axis (got %d,%d,%d)",
-                        c->downsample[0], c->downsample[1], c->downsample[2]);
+    int f = 1; /* the largest factor: the encoder's top width is n_hiddens * f */
+    for (int a = 0; a < 3; a++) {
+        int fa = c->downsample[a];
+        if (fa < 1 || (fa & (fa - 1)) || fa > 1 << (VQ_MAX_STAGES - 1))
+            return lsdm_err("config: downsample %d is not a power of 2 up to %d", fa,
+                            1 << (VQ_MAX_STAGES - 1));
+        if (fa > f) f = fa;
+    }
     if (c->n_hiddens < 1 || c->image_channels < 1 || c->embedding_dim < 1 || c->n_codes < 1)
         return lsdm_err("config: n_hiddens, image_channels, embedding_dim and n_codes must be positive");
     int top = c->n_hiddens * f;

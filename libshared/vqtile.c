@@ -33,9 +33,10 @@ void vq_tiling_get(const vq_tiling *t, int i, int64_t off[3], int64_t size[3]) {
     }
 }
 
-int vq_blend_init(vq_blend *b, int C, const int64_t dim[3], int scale) {
+int vq_blend_init(vq_blend *b, int C, const int64_t dim[3], const int scale[3]) {
     memset(b, 0, sizeof *b);
-    b->C = C, b->scale = scale;
+    b->C = C;
+    for (int a = 0; a < 3; a++) b->scale[a] = scale[a];
     memcpy(b->dim, dim, sizeof b->dim);
     size_t n = (size_t)(dim[0] * dim[1] * dim[2]);
     b->acc = calloc((size_t)C * n, sizeof(float));
@@ -49,7 +50,7 @@ int vq_blend_init(vq_blend *b, int C, const int64_t dim[3], int scale) {
 }
 
 /* The ramp of one axis of one window, n = size*scale values: rising over
- * the first R = 2 overlap scale voxels if it has a neighbour before,
+ * the first R = 2 overlap scale voxels (that axis's scale) if it has a neighbour before,
  * falling over the last R if it has one after; 1 elsewhere. Two
  * neighbours share exactly R voxels, where their ramps sum to 1. */
 static void tile_ramp(float *r, int64_t n, int64_t R, int before, int after) {
@@ -67,14 +68,13 @@ static void tile_ramp(float *r, int64_t n, int64_t R, int before, int after) {
 int vq_blend_add(vq_blend *b, const vq_tiling *t, int i, const float *y) {
     int64_t off[3], size[3], n[3], o[3];
     vq_tiling_get(t, i, off, size);
-    for (int a = 0; a < 3; a++) n[a] = size[a] * b->scale, o[a] = off[a] * b->scale;
+    for (int a = 0; a < 3; a++) n[a] = size[a] * b->scale[a], o[a] = off[a] * b->scale[a];
     float *r = malloc((size_t)(n[0] + n[1] + n[2]) * sizeof(float));
     if (!r) return lsdm_err("out of memory");
-    float *rd = r, *rh = r + n[0], *rw = rh + n[1];
-    int64_t R = 2 * (int64_t)t->overlap * b->scale;
-    tile_ramp(rd, n[0], R, off[0] > 0, off[0] + size[0] < t->dim[0]);
-    tile_ramp(rh, n[1], R, off[1] > 0, off[1] + size[1] < t->dim[1]);
-    tile_ramp(rw, n[2], R, off[2] > 0, off[2] + size[2] < t->dim[2]);
+    float *rd = r, *rh = r + n[0], *rw = rh + n[1], *ramp[3] = {rd, rh, rw};
+    for (int a = 0; a < 3; a++)
+        tile_ramp(ramp[a], n[a], 2 * (int64_t)t->overlap * b->scale[a], off[a] > 0,
+                  off[a] + size[a] < t->dim[a]);
     size_t S = (size_t)(b->dim[0] * b->dim[1] * b->dim[2]), s = (size_t)(n[0] * n[1] * n[2]);
     #pragma omp parallel for collapse(2)
     for (int64_t d = 0; d < n[0]; d++)
@@ -116,40 +116,67 @@ void vq_window_copy(float *dst, const float *src, int C, const int64_t dim[3],
                        (size_t)size[2] * sizeof(float));
 }
 
-/* Column j of the affine times k; origin += sign * (f-1)/2 * (sum of the
- * image-side columns). The same expression both ways, so that the decoder
- * gives back the encoder's input in the common (axis-aligned) cases. */
-static int geometry_map(lsdm_record *dst, const lsdm_record *src, int f, int to_latent) {
+/* Column j of the affine times f[j]; origin += sign * sum_j (f[j]-1)/2 *
+ * (image-side column j). The same expression both ways, so that the
+ * decoder gives back the encoder's input in the common (axis-aligned)
+ * cases. */
+/* sum_j (f[j]-1)/2 * row[j], written as h * (row0 + row1 + row2) when the
+ * factors are equal (the form every isotropic latent was made with). */
+static double half_block_shift(const double row[3], const int f[3]) {
+    if (f[1] == f[0] && f[2] == f[0]) return (f[0] - 1) / 2.0 * (row[0] + row[1] + row[2]);
+    double s = 0;
+    for (int j = 0; j < 3; j++) s += (f[j] - 1) / 2.0 * row[j];
+    return s;
+}
+
+static int geometry_map(lsdm_record *dst, const lsdm_record *src, const int f[3], int to_latent) {
     double a[16], sp[3];
     int ha = lsdm_record_get_affine(src, a), hs = lsdm_record_get_spacing(src, sp);
     if (ha < 0 || hs < 0) return -1;
-    double h = (f - 1) / 2.0;
     if (ha) {
         for (int i = 0; i < 3; i++) {
             double *row = a + 4 * i;
-            if (to_latent) {
-                row[3] += h * (row[0] + row[1] + row[2]);
-                for (int j = 0; j < 3; j++) row[j] *= f;
-            } else {
-                for (int j = 0; j < 3; j++) row[j] /= f;
-                row[3] -= h * (row[0] + row[1] + row[2]);
-            }
+            if (!to_latent)
+                for (int j = 0; j < 3; j++) row[j] /= f[j];
+            double shift = half_block_shift(row, f);
+            row[3] += to_latent ? shift : -shift;
+            if (to_latent)
+                for (int j = 0; j < 3; j++) row[j] *= f[j];
         }
         if (lsdm_record_set_affine(dst, a)) return -1;
     }
     if (hs) {
-        for (int j = 0; j < 3; j++) sp[j] = to_latent ? sp[j] * f : sp[j] / f;
+        for (int j = 0; j < 3; j++) sp[j] = to_latent ? sp[j] * f[j] : sp[j] / f[j];
         if (lsdm_record_set_spacing(dst, sp)) return -1;
     }
     return 0;
 }
 
-int vq_geometry_to_latent(lsdm_record *dst, const lsdm_record *src, int f) {
+int vq_geometry_to_latent(lsdm_record *dst, const lsdm_record *src, const int f[3]) {
     return geometry_map(dst, src, f, 1);
 }
 
-int vq_geometry_to_image(lsdm_record *dst, const lsdm_record *src, int f) {
+int vq_geometry_to_image(lsdm_record *dst, const lsdm_record *src, const int f[3]) {
     return geometry_map(dst, src, f, 0);
+}
+
+int vq_factor_parse(const char *text, int f[3]) {
+    int v[3];
+    char extra;
+    int n = sscanf(text, "%d,%d,%d%c", &v[0], &v[1], &v[2], &extra);
+    if (n == 1 && sscanf(text, "%d%c", &v[0], &extra) == 1) v[1] = v[2] = v[0];
+    else if (n != 3) return -1;
+    for (int a = 0; a < 3; a++) {
+        if (v[a] < 1 || v[a] > 1 << 10) return -1;
+        f[a] = v[a];
+    }
+    return 0;
+}
+
+const char *vq_factor_format(const int f[3], char buf[48]) {
+    if (f[1] == f[0] && f[2] == f[0]) snprintf(buf, 48, "%d", f[0]);
+    else snprintf(buf, 48, "%d,%d,%d", f[0], f[1], f[2]);
+    return buf;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
@@ -172,14 +199,14 @@ int vq_model_open(vqgan *m, const char *path, const char *config, char digest[17
     vq_model_digest(m, digest);
     const vqgan_config *c = &m->cfg;
     if (c->spade)
-        snprintf(buf, sizeof buf, "model %s: %s, n_hiddens %d, factor %d, %d image channel(s), "
+        snprintf(buf, sizeof buf, "model %s: %s, n_hiddens %d, factor %s, %d image channel(s), "
                  "%d codes of dim %d, SPADE decoder (%d classes, hidden %d)", digest,
-                 path, c->n_hiddens, c->downsample[0], c->image_channels, c->n_codes,
+                 path, c->n_hiddens, vqgan_factor_text(c), c->image_channels, c->n_codes,
                  c->embedding_dim, c->label_nc, c->spade_hidden);
     else
-        snprintf(buf, sizeof buf, "model %s: %s, n_hiddens %d, factor %d, %d image channel(s), "
+        snprintf(buf, sizeof buf, "model %s: %s, n_hiddens %d, factor %s, %d image channel(s), "
                  "%d codes of dim %d, plain decoder", digest, path, c->n_hiddens,
-                 c->downsample[0], c->image_channels, c->n_codes, c->embedding_dim);
+                 vqgan_factor_text(c), c->image_channels, c->n_codes, c->embedding_dim);
     *line = buf;
     return 0;
 }
@@ -193,10 +220,12 @@ int vq_program_open(vqgan *m, const char *path, const char *config, const int64_
     const char *line;
     if (vq_model_open(m, path, config, digest, &line)) return -1;
     lsdm_verbose("%s", line);
-    int f = m->cfg.downsample[0];
-    if (tile[0] % f || tile[1] % f || tile[2] % f) {
+    const int *f = m->cfg.downsample;
+    if (tile[0] % f[0] || tile[1] % f[1] || tile[2] % f[2]) {
+        int rc = lsdm_err("--tile: sizes must be multiples of the model's downsampling %s",
+                          vqgan_factor_text(&m->cfg));
         vqgan_free(m);
-        return lsdm_err("--tile: sizes must be multiples of the model's downsampling %d", f);
+        return rc;
     }
     return 0;
 }

@@ -34,15 +34,16 @@ int vq_tiling_count(const vq_tiling *t);
 void vq_tiling_get(const vq_tiling *t, int i, int64_t off[3], int64_t size[3]);
 
 /* The blended output: acc (C, D,H,W) and the weight sums (D,H,W), on the
- * output side (latent for the encoder, image for the decoder: scale f). */
+ * output side (latent for the encoder: scale 1; image for the decoder:
+ * scale f per axis). */
 typedef struct {
     float *acc, *wsum;
     int C;
     int64_t dim[3];
-    int scale;
+    int scale[3];
 } vq_blend;
 
-int vq_blend_init(vq_blend *b, int C, const int64_t dim[3], int scale);
+int vq_blend_init(vq_blend *b, int C, const int64_t dim[3], const int scale[3]);
 /* acc += w * y, wsum += w for tile i of t; y (C, size*scale). */
 int vq_blend_add(vq_blend *b, const vq_tiling *t, int i, const float *y);
 /* acc /= wsum; the result stays in b->acc (the caller may take it: set
@@ -58,12 +59,17 @@ float *vq_blend_take(vq_blend *b, int rc);
 void vq_window_copy(float *dst, const float *src, int C, const int64_t dim[3],
                     const int64_t off[3], const int64_t size[3]);
 
-/* Geometry between an image and its latent grid (factor f): the latent
- * affine's columns are the image's times f and its origin is the centre of
- * the first f^3 block (+ (f-1)/2 voxel per axis); spacing times f. Records
- * without affine/spacing keys get none. dst may be src. */
-int vq_geometry_to_latent(lsdm_record *dst, const lsdm_record *src, int f);
-int vq_geometry_to_image(lsdm_record *dst, const lsdm_record *src, int f);
+/* Geometry between an image and its latent grid (factors f, per axis
+ * d,h,w): the latent affine's column a is the image's times f[a] and its
+ * origin is the centre of the first f block (+ (f[a]-1)/2 voxel along
+ * each axis a); spacing times f. Records without affine/spacing keys get
+ * none. dst may be src. */
+int vq_geometry_to_latent(lsdm_record *dst, const lsdm_record *src, const int f[3]);
+int vq_geometry_to_image(lsdm_record *dst, const lsdm_record *src, const int f[3]);
+/* The "vq-factor" key of latent streams: "4" (the same on every axis) or
+ * "2,4,4" (d,h,w); parse gives 0, or -1 on anything else. */
+int vq_factor_parse(const char *text, int f[3]);
+const char *vq_factor_format(const int f[3], char buf[48]);
 
 /* 16 hex digits naming the model for latents: FNV-1a 64 of the config
  * text and the codebook (a latent means nothing to another codebook). */

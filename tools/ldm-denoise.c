@@ -202,13 +202,13 @@ static int denoiser_open(denoiser *dn, const den_opts *o) {
     double S = o->guidance;
     dn->cond = !(o->mode == DIFFUSION_GUIDE_STANDARD && S == 0);
     dn->uncond = o->mode == DIFFUSION_GUIDE_STANDARD ? S != 1 : S != 0;
-    char mults[64] = "";
+    char mults[64] = "", ftext[48];
     for (int i = 0; i < u->levels; i++)
         snprintf(mults + strlen(mults), sizeof mults - strlen(mults), "%s%d", i ? "," : "", u->dim_mults[i]);
     lsdm_verbose("model %s: unet dim %d, mults %s, %d latent channels, %d classes, %zu "
-                 "parameters; %d timesteps, latents of VQ-GAN %s (f %d, range %g..%g), trained on %dx%dx%d",
+                 "parameters; %d timesteps, latents of VQ-GAN %s (f %s, range %g..%g), trained on %dx%dx%d",
                  o->model, u->dim, mults, u->channels, u->label_nc, unet_param_count(&dn->m), T,
-                 d->vq_model[0] ? d->vq_model : "unknown", d->downsample, d->latent_min,
+                 d->vq_model[0] ? d->vq_model : "unknown", vq_factor_format(d->downsample, ftext), d->latent_min,
                  d->latent_max, d->train_shape[0], d->train_shape[1], d->train_shape[2]);
     char eta[40] = "";
     if (o->sampler == SAMPLER_DDIM && dn->eta > 0) snprintf(eta, sizeof eta, ", eta %g", dn->eta);
@@ -298,8 +298,10 @@ static int null_features(dn_null *nf, const unet *m, int Dm, int Hm, int Wm, int
 static int windows_encode(dn_windows *win, nn_ctx *fc, dn_null *nf, const denoiser *dn,
                           const float *seg, const int64_t ld[3]) {
     const unet *m = &dn->m;
-    int f = dn->d.downsample, L = m->cfg.label_nc, H = (int)ld[1], W = (int)ld[2];
-    int64_t dim[3] = {ld[0] * f, ld[1] * f, ld[2] * f}, size[3] = {(int64_t)win->p.D * f, dim[1], dim[2]};
+    const int *f = dn->d.downsample;
+    int L = m->cfg.label_nc, H = (int)ld[1], W = (int)ld[2];
+    int64_t dim[3] = {ld[0] * f[0], ld[1] * f[1], ld[2] * f[2]};
+    int64_t size[3] = {(int64_t)win->p.D * f[0], dim[1], dim[2]};
     if (dn->uncond && null_features(nf, m, (int)size[0], (int)size[1], (int)size[2], win->p.D, H, W) < 0)
         return -1;
     for (int i = 0; i < win->p.n; i++) {
@@ -307,7 +309,7 @@ static int windows_encode(dn_windows *win, nn_ctx *fc, dn_null *nf, const denois
             win->mf[i] = nf->mf;
             continue;
         }
-        int64_t off[3] = {(int64_t)win->p.off[i] * f, 0, 0};
+        int64_t off[3] = {(int64_t)win->p.off[i] * f[0], 0, 0};
         nn_tensor *mt = nn_tensor_new(fc, 1, L, (int)size[0], (int)size[1], (int)size[2]);
         if (!mt) return nn_ctx_status(fc);
         vq_window_copy(mt->data, seg, L, dim, off, size);
@@ -394,24 +396,29 @@ static int sample_latent(nn_ctx *c, const denoiser *dn, const den_opts *o, const
 
 /* The one-hot mask of record s and its latent grid, after the checks. */
 static float *mask_onehot(const denoiser *dn, const lsdm_record *s, int64_t ld[3]) {
-    int L = dn->m.cfg.label_nc, f = dn->d.downsample, g = 1 << (dn->m.cfg.levels - 1);
+    int L = dn->m.cfg.label_nc, g = 1 << (dn->m.cfg.levels - 1);
+    const int *f = dn->d.downsample;
+    char ft[48], hw[48];
+    vq_factor_format(f, ft);
+    if (f[1] == f[2]) snprintf(hw, sizeof hw, "%d", f[1] * g);
+    else snprintf(hw, sizeof hw, "%d and %d", f[1] * g, f[2] * g);
     int64_t dim[3];
     float *seg = semantic_onehot(s, L, NULL, dim);
     if (!seg) return NULL;
     size_t bad = count_nonfinite(seg, (size_t)L * (size_t)(dim[0] * dim[1] * dim[2]));
     const char *why = NULL;
-    char buf[160];
+    char buf[320];
     if (bad) {
         snprintf(buf, sizeof buf, "%zu NaN or Inf value(s) in the mask", bad);
         why = buf;
-    } else if (dim[0] % f || dim[1] % f || dim[2] % f) {
-        snprintf(buf, sizeof buf, "mask %lldx%lldx%lld is not a multiple of the latent downsampling %d",
-                 (long long)dim[0], (long long)dim[1], (long long)dim[2], f);
+    } else if (dim[0] % f[0] || dim[1] % f[1] || dim[2] % f[2]) {
+        snprintf(buf, sizeof buf, "mask %lldx%lldx%lld is not a multiple of the latent downsampling %s",
+                 (long long)dim[0], (long long)dim[1], (long long)dim[2], ft);
         why = buf;
-    } else if ((dim[1] / f) % g || (dim[2] / f) % g) {
-        snprintf(buf, sizeof buf, "mask %lldx%lldx%lld: height and width must be multiples of %d "
-                 "(latent downsampling %d x 2^%d for the UNet's %d levels)", (long long)dim[0],
-                 (long long)dim[1], (long long)dim[2], f * g, f, dn->m.cfg.levels - 1, dn->m.cfg.levels);
+    } else if ((dim[1] / f[1]) % g || (dim[2] / f[2]) % g) {
+        snprintf(buf, sizeof buf, "mask %lldx%lldx%lld: height and width must be multiples of %s "
+                 "(latent downsampling %s x 2^%d for the UNet's %d levels)", (long long)dim[0],
+                 (long long)dim[1], (long long)dim[2], hw, ft, dn->m.cfg.levels - 1, dn->m.cfg.levels);
         why = buf;
     }
     if (why) {
@@ -419,14 +426,16 @@ static float *mask_onehot(const denoiser *dn, const lsdm_record *s, int64_t ld[3
         free(seg);
         return NULL;
     }
-    for (int a = 0; a < 3; a++) ld[a] = dim[a] / f;
+    for (int a = 0; a < 3; a++) ld[a] = dim[a] / f[a];
     return seg;
 }
 
 /* The latent record of sample k: data, the mask's keys and geometry. */
 static int latent_record(lsdm_record *out, const denoiser *dn, const den_opts *o, const lsdm_record *mask,
                          const char *name, long k, const float *x, const int64_t ld[3]) {
-    int C = dn->m.cfg.channels, f = dn->d.downsample;
+    int C = dn->m.cfg.channels;
+    const int *f = dn->d.downsample;
+    char ft[48];
     int64_t shape[4] = {C, ld[0], ld[1], ld[2]};
     int rc = lsdm_record_alloc(out, LSDM_F32, 4, shape);
     if (!rc) memcpy(out->data, x, lsdm_record_numel(out) * sizeof(float));
@@ -436,10 +445,10 @@ static int latent_record(lsdm_record *out, const denoiser *dn, const den_opts *o
                                    : lsdm_record_set(out, "name", name);
     if (!rc) rc = lsdm_record_set(out, "role", "latent");
     if (!rc) rc = lsdm_record_set(out, "latent", "prequant");
-    if (!rc) rc = lsdm_record_setf(out, "vq-factor", "%d", f);
+    if (!rc) rc = lsdm_record_set(out, "vq-factor", vq_factor_format(f, ft));
     if (!rc && dn->d.vq_model[0]) rc = lsdm_record_set(out, "vq-model", dn->d.vq_model);
-    if (!rc) rc = lsdm_record_setf(out, "image-shape", "%lld,%lld,%lld", (long long)(ld[0] * f),
-                                   (long long)(ld[1] * f), (long long)(ld[2] * f));
+    if (!rc) rc = lsdm_record_setf(out, "image-shape", "%lld,%lld,%lld", (long long)(ld[0] * f[0]),
+                                   (long long)(ld[1] * f[1]), (long long)(ld[2] * f[2]));
     if (!rc) rc = vq_geometry_to_latent(out, mask, f);
     char prov[256], eta[40] = "";
     if (o->sampler == SAMPLER_DDIM && o->eta != 0) snprintf(eta, sizeof eta, " eta=%g", o->eta);
@@ -471,9 +480,10 @@ static int denoise_record(lsdm_writer *w, dn_ctx *cx, const denoiser *dn, const 
         free(seg);
         return -1;
     }
+    const int *f = dn->d.downsample;
     lsdm_verbose("%s: mask %lldx%lldx%lld -> latent %dx%lldx%lldx%lld, %d window(s) of %d slice(s), "
-                 "%ld sample(s)", name, (long long)ld[0] * dn->d.downsample,
-                 (long long)ld[1] * dn->d.downsample, (long long)ld[2] * dn->d.downsample,
+                 "%ld sample(s)", name, (long long)ld[0] * f[0], (long long)ld[1] * f[1],
+                 (long long)ld[2] * f[2],
                  dn->m.cfg.channels, (long long)ld[0], (long long)ld[1], (long long)ld[2], win.p.n,
                  win.p.D, o->samples);
     rc = o->noise_only ? 0 : windows_encode(&win, &cx->fc, &cx->nf, dn, seg, ld);

@@ -109,7 +109,7 @@ typedef struct {
 
 typedef struct {
     sample *s;
-    int n, C, L, f;
+    int n, C, L, f[3]; /* f: the VQ-GAN's downsampling (d,h,w) */
     char *labels;  /* the first mask's "labels" key (previews), or NULL */
 } sample_set;
 
@@ -125,7 +125,8 @@ static void set_free(sample_set *s) {
  * overlapping latent voxels (vq-encode's defaults), so that the result is
  * what `vq-encode` would have written. */
 static float *encode_image(const vqgan *m, const lsdm_record *r, int dim[3]) {
-    int f = m->cfg.downsample[0], Ci = m->cfg.image_channels, E = m->cfg.embedding_dim;
+    const int *f = m->cfg.downsample, one[3] = {1, 1, 1};
+    int Ci = m->cfg.image_channels, E = m->cfg.embedding_dim;
     int64_t C = r->ndim == 4 ? r->shape[0] : 1;
     if ((r->ndim != 3 && r->ndim != 4) || C != Ci)
         return lsdm_err("an image of %d dims and %lld channel(s); the VQ-GAN takes C,D,H,W with %d",
@@ -133,11 +134,11 @@ static float *encode_image(const vqgan *m, const lsdm_record *r, int dim[3]) {
     int64_t idim[3], ld[3], lt[3], tile[3] = {32, 256, 256};
     for (int a = 0; a < 3; a++) {
         idim[a] = r->shape[r->ndim - 3 + a];
-        if (idim[a] % f)
+        if (idim[a] % f[a])
             return lsdm_err("image shape %lldx%lldx%lld is not a multiple of the VQ-GAN's "
-                            "downsampling %d", (long long)idim[0], (long long)idim[1],
-                            (long long)idim[2], f), NULL;
-        ld[a] = idim[a] / f, lt[a] = tile[a] / f, dim[a] = (int)ld[a];
+                            "downsampling %s", (long long)idim[0], (long long)idim[1],
+                            (long long)idim[2], vqgan_factor_text(&m->cfg)), NULL;
+        ld[a] = idim[a] / f[a], lt[a] = tile[a] / f[a], dim[a] = (int)ld[a];
     }
     size_t n = lsdm_record_numel(r);
     float *x = malloc(n * sizeof(float));
@@ -155,7 +156,7 @@ static float *encode_image(const vqgan *m, const lsdm_record *r, int dim[3]) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(((double)x[i] - lo) * s - 1.0);
     vq_tiling t;
     vq_blend b;
-    if (vq_tiling_init(&t, ld, lt, 2) < 0 || vq_blend_init(&b, E, ld, 1) < 0) {
+    if (vq_tiling_init(&t, ld, lt, 2) < 0 || vq_blend_init(&b, E, ld, one) < 0) {
         free(x);
         return NULL;
     }
@@ -165,7 +166,7 @@ static float *encode_image(const vqgan *m, const lsdm_record *r, int dim[3]) {
     for (int i = 0; i < nt && !rc; i++) {
         int64_t off[3], size[3], io[3], is[3];
         vq_tiling_get(&t, i, off, size);
-        for (int a = 0; a < 3; a++) io[a] = off[a] * f, is[a] = size[a] * f;
+        for (int a = 0; a < 3; a++) io[a] = off[a] * f[a], is[a] = size[a] * f[a];
         nn_tensor *xt = nn_tensor_new(&c, 1, Ci, (int)is[0], (int)is[1], (int)is[2]);
         if (xt) vq_window_copy(xt->data, x, Ci, idim, io, is);
         nn_tensor *z = vqgan_encode(&c, m, xt);
@@ -236,7 +237,8 @@ static uint8_t *record_mask(const lsdm_record *r, int L, const int dim[3]) {
 static int load_set(sample_set *s, char **paths, int npaths, const train_args *a, const vqgan *vq,
                     const char *digest, const unet_config *cfg, const ldm_diffusion_config *d) {
     memset(s, 0, sizeof *s);
-    s->C = cfg->channels, s->L = cfg->label_nc, s->f = vq->cfg.downsample[0];
+    s->C = cfg->channels, s->L = cfg->label_nc;
+    memcpy(s->f, vq->cfg.downsample, sizeof s->f);
     lsdm_record r, mr;
     lsdm_record_init(&r);
     lsdm_record_init(&mr);
@@ -274,7 +276,7 @@ static int load_set(sample_set *s, char **paths, int npaths, const train_args *a
                 break;
             }
             rc = 0;
-            int md[3] = {x.dim[0] * s->f, x.dim[1] * s->f, x.dim[2] * s->f};
+            int md[3] = {x.dim[0] * s->f[0], x.dim[1] * s->f[1], x.dim[2] * s->f[2]};
             x.lab = record_mask(&mr, s->L, md);
             if (!x.lab) {
                 free(x.z);
@@ -340,7 +342,8 @@ static void take_mask(float *dst, const uint8_t *lab, int L, const int dim[3], c
  * depend on how samples are split into micro-batches. */
 static void make_micro(float *x0, float *mask, const sample_set *s, const train_args *a, uint64_t seed,
                        long step, int k) {
-    int f = s->f, mb[3] = {a->block[0] * f, a->block[1] * f, a->block[2] * f};
+    const int *f = s->f;
+    int mb[3] = {a->block[0] * f[0], a->block[1] * f[1], a->block[2] * f[2]};
     size_t px = (size_t)s->C * a->block[0] * a->block[1] * a->block[2];
     size_t pm = (size_t)s->L * mb[0] * mb[1] * mb[2];
     uint64_t bs = lsdm_rng_derive(seed, (uint64_t)step, 0x4254);
@@ -351,7 +354,7 @@ static void make_micro(float *x0, float *mask, const sample_set *s, const train_
         int off[3], moff[3], flip[3], mdim[3];
         for (int i = 0; i < 3; i++) {
             off[i] = (int)(lsdm_rng_u32(&r) % (uint32_t)(v->dim[i] - a->block[i] + 1));
-            moff[i] = off[i] * f, mdim[i] = v->dim[i] * f;
+            moff[i] = off[i] * f[i], mdim[i] = v->dim[i] * f[i];
         }
         for (int i = 0; i < 3; i++) flip[i] = a->flip[i] && (lsdm_rng_u32(&r) & 1);
         take_block(x0 + n * px, v->z, s->C, v->dim, off, a->block, flip);
@@ -422,10 +425,11 @@ static void shell_quote(char *out, size_t n, const char *s) {
  * record of class indices (no geometry: a preview). */
 static int preview_mask(lsdm_record *r, const sample_set *s, const int block[3]) {
     const sample *v = &s->s[0];
-    int f = s->f, b[3], off[3], dim[3];
+    const int *f = s->f;
+    int b[3], off[3], dim[3];
     for (int i = 0; i < 3; i++) {
-        b[i] = block[i] * f, dim[i] = v->dim[i] * f;
-        off[i] = (v->dim[i] - block[i]) / 2 * f;
+        b[i] = block[i] * f[i], dim[i] = v->dim[i] * f[i];
+        off[i] = (v->dim[i] - block[i]) / 2 * f[i];
     }
     int64_t shape[4] = {1, b[0], b[1], b[2]};
     if (lsdm_record_alloc(r, LSDM_U8, 4, shape) < 0) return -1;
@@ -652,7 +656,7 @@ int main(int argc, char **argv) {
     /* the VQ-GAN: its digest ties the latents, its codebook the scale */
     if (vq_model_open(&vq, a.vq, NULL, digest, &line) < 0) goto fail;
     lsdm_verbose("%s", line);
-    int f = vq.cfg.downsample[0];
+    const int *f = vq.cfg.downsample;
 
     /* the UNet and the diffusion: fresh (or --init weights), or resumed */
     ldm_train_opts o = ldm_train_opts_default();
@@ -712,7 +716,7 @@ int main(int argc, char **argv) {
         ldm_diffusion_defaults(&d);
         d.timesteps = a.timesteps, d.loss_l2 = a.loss_l2, d.cond_drop = a.cond_drop;
         memcpy(d.vq_model, digest, sizeof d.vq_model);
-        d.downsample = f;
+        memcpy(d.downsample, f, sizeof d.downsample);
         codebook_range(&vq, &d.latent_min, &d.latent_max);
         if (!(d.latent_max > d.latent_min)) {
             lsdm_err("the VQ-GAN's codebook is constant (%g): no latent range", d.latent_min);
@@ -750,8 +754,9 @@ int main(int argc, char **argv) {
     lsdm_verbose("UNet: %s, %zu parameters, dim %d, %d levels, %d classes; latent range [%g, %g]",
                  a.resume ? a.resume : a.config ? a.config : "tiny", unet_param_count(&t.m), cfg.dim,
                  cfg.levels, cfg.label_nc, t.d.latent_min, t.d.latent_max);
-    lsdm_verbose("%d training volumes, block %dx%dx%d (masks x%d), batch %ld x %ld accumulated, lr %g",
-                 set.n, a.block[0], a.block[1], a.block[2], f, a.batch, a.accum, a.lr);
+    lsdm_verbose("%d training volumes, block %dx%dx%d (masks x%s), batch %ld x %ld accumulated, lr %g",
+                 set.n, a.block[0], a.block[1], a.block[2], vqgan_factor_text(&vq.cfg), a.batch,
+                 a.accum, a.lr);
 
     if (a.log) {
         int fresh = t.step == 0;
@@ -763,7 +768,7 @@ int main(int argc, char **argv) {
         if (fresh) fprintf(log, "step,seconds,loss,lr,grad_norm,t_mean,cond_dropped,samples,mask_on\n");
     }
     ldm_batch_shape shape = {(int)a.batch, a.block[0], a.block[1], a.block[2],
-                             a.block[0] * f, a.block[1] * f, a.block[2] * f};
+                             a.block[0] * f[0], a.block[1] * f[1], a.block[2] * f[2]};
     size_t nx = (size_t)a.batch * set.C * a.block[0] * a.block[1] * a.block[2];
     size_t nm = (size_t)a.batch * set.L * shape.Dm * shape.Hm * shape.Wm;
     x0 = malloc(nx * sizeof(float));

@@ -113,7 +113,8 @@ static int parse_args(int argc, char **argv, dec_opts *o, int *first) {
  * after checking that it is this model's. */
 static float *latent_vectors(nn_ctx *c, const vqgan *m, const dec_opts *o, const char *digest,
                              const lsdm_record *in, int64_t ld[3]) {
-    int E = m->cfg.embedding_dim, f = m->cfg.downsample[0];
+    int E = m->cfg.embedding_dim, kf[3];
+    const int *f = m->cfg.downsample;
     const char *kind = lsdm_record_get(in, "latent"), *key;
     int codes = kind ? !strcmp(kind, "codes") : !lsdm_dtype_is_float(in->dtype);
     if (kind && !codes && strcmp(kind, "prequant") && strcmp(kind, "quantized")) {
@@ -125,8 +126,9 @@ static float *latent_vectors(nn_ctx *c, const vqgan *m, const dec_opts *o, const
                  "decodes it anyway)", key, digest);
         return NULL;
     }
-    if ((key = lsdm_record_get(in, "vq-factor")) && atoi(key) != f) {
-        lsdm_err("latent of downsampling %.20s, the model's is %d", key, f);
+    if ((key = lsdm_record_get(in, "vq-factor")) &&
+        (vq_factor_parse(key, kf) || memcmp(kf, f, sizeof kf))) {
+        lsdm_err("latent of downsampling %.20s, the model's is %s", key, vqgan_factor_text(&m->cfg));
         return NULL;
     }
     /* codes: (d,h,w) or (1,d,h,w) integers; vectors: (E,d,h,w) floats */
@@ -145,8 +147,8 @@ static float *latent_vectors(nn_ctx *c, const vqgan *m, const dec_opts *o, const
     for (int a = 0; a < 3; a++) ld[a] = in->shape[nd - 3 + a];
     if ((key = lsdm_record_get(in, "image-shape"))) {
         char want[96];
-        snprintf(want, sizeof want, "%lld,%lld,%lld", (long long)(ld[0] * f),
-                 (long long)(ld[1] * f), (long long)(ld[2] * f));
+        snprintf(want, sizeof want, "%lld,%lld,%lld", (long long)(ld[0] * f[0]),
+                 (long long)(ld[1] * f[1]), (long long)(ld[2] * f[2]));
         if (strcmp(key, want)) {
             lsdm_err("image-shape %.40s does not match the latent (%s)", key, want);
             return NULL;
@@ -194,9 +196,10 @@ static float *latent_vectors(nn_ctx *c, const vqgan *m, const dec_opts *o, const
 /* y (Ci, ld*f) <- the decoder over overlapping tiles of zq (E, ld) [+ seg]. */
 static float *decode_tiled(nn_ctx *c, const vqgan *m, const dec_opts *o, const float *zq,
                            const float *seg, const int64_t ld[3]) {
-    int f = m->cfg.downsample[0], E = m->cfg.embedding_dim, L = m->cfg.label_nc;
-    int64_t dim[3] = {ld[0] * f, ld[1] * f, ld[2] * f}, lt[3];
-    for (int a = 0; a < 3; a++) lt[a] = o->tile[a] / f;
+    const int *f = m->cfg.downsample;
+    int E = m->cfg.embedding_dim, L = m->cfg.label_nc;
+    int64_t dim[3] = {ld[0] * f[0], ld[1] * f[1], ld[2] * f[2]}, lt[3];
+    for (int a = 0; a < 3; a++) lt[a] = o->tile[a] / f[a];
     vq_tiling t;
     vq_blend b;
     if (vq_tiling_init(&t, ld, lt, o->overlap) < 0 ||
@@ -206,7 +209,7 @@ static float *decode_tiled(nn_ctx *c, const vqgan *m, const dec_opts *o, const f
     for (int i = 0; i < n && !rc; i++) {
         int64_t off[3], size[3], io[3], is[3];
         vq_tiling_get(&t, i, off, size);
-        for (int a = 0; a < 3; a++) io[a] = off[a] * f, is[a] = size[a] * f;
+        for (int a = 0; a < 3; a++) io[a] = off[a] * f[a], is[a] = size[a] * f[a];
         nn_tensor *zt = nn_tensor_new(c, 1, E, (int)size[0], (int)size[1], (int)size[2]), *st = NULL;
         if (zt) vq_window_copy(zt->data, zq, E, ld, off, size);
         if (seg && (st = nn_tensor_new(c, 1, L, (int)is[0], (int)is[1], (int)is[2])))
@@ -239,11 +242,12 @@ static int map_range(const dec_opts *o, const lsdm_record *in, float *y, size_t 
 
 static int decode_record(nn_ctx *c, const vqgan *m, const dec_opts *o, const char *digest,
                          const lsdm_record *in, const lsdm_record *mask, lsdm_record *out) {
-    int f = m->cfg.downsample[0], Ci = m->cfg.image_channels;
+    const int *f = m->cfg.downsample;
+    int Ci = m->cfg.image_channels;
     int64_t ld[3];
     float *zq = latent_vectors(c, m, o, digest, in, ld), *seg = NULL, *y = NULL;
     if (!zq) return -1;
-    int64_t dim[3] = {ld[0] * f, ld[1] * f, ld[2] * f}, shape[4] = {Ci, dim[0], dim[1], dim[2]};
+    int64_t dim[3] = {ld[0] * f[0], ld[1] * f[1], ld[2] * f[2]}, shape[4] = {Ci, dim[0], dim[1], dim[2]};
     int rc = mask && !(seg = semantic_onehot(mask, m->cfg.label_nc, dim, NULL)) ? lsdm_err_ctx("--seg") : 0;
     if (!rc && !(y = decode_tiled(c, m, o, zq, seg, ld))) rc = -1;
     free(zq);

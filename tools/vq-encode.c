@@ -91,7 +91,8 @@ static int parse_args(int argc, char **argv, enc_opts *o, int *first) {
 
 /* The image as f32 (C,D,H,W), checked for the model; *lo, *hi its range. */
 static float *image_f32(const vqgan *m, const lsdm_record *in, int64_t dim[3], float *lo, float *hi) {
-    int f = m->cfg.downsample[0], Ci = m->cfg.image_channels;
+    const int *f = m->cfg.downsample;
+    int Ci = m->cfg.image_channels;
     int64_t C = in->ndim == 4 ? in->shape[0] : 1;
     if (in->ndim != 3 && in->ndim != 4) {
         lsdm_err("an image is C,D,H,W or D,H,W; this record has %d dims", in->ndim);
@@ -102,9 +103,10 @@ static float *image_f32(const vqgan *m, const lsdm_record *in, int64_t dim[3], f
         return NULL;
     }
     for (int a = 0; a < 3; a++) dim[a] = in->shape[in->ndim - 3 + a];
-    if (dim[0] % f || dim[1] % f || dim[2] % f) {
-        lsdm_err("shape %lldx%lldx%lld is not a multiple of the model's downsampling %d (crop "
-                 "or pad it first)", (long long)dim[0], (long long)dim[1], (long long)dim[2], f);
+    if (dim[0] % f[0] || dim[1] % f[1] || dim[2] % f[2]) {
+        lsdm_err("shape %lldx%lldx%lld is not a multiple of the model's downsampling %s (crop "
+                 "or pad it first)", (long long)dim[0], (long long)dim[1], (long long)dim[2],
+                 vqgan_factor_text(&m->cfg));
         return NULL;
     }
     size_t n = lsdm_record_numel(in);
@@ -139,17 +141,18 @@ static void rescale_minmax(float *x, size_t n, float lo, float hi) {
 /* z (E, dim/f) <- the encoder over overlapping tiles of x (Ci, dim). */
 static float *encode_tiled(nn_ctx *c, const vqgan *m, const enc_opts *o, const float *x,
                            const int64_t dim[3]) {
-    int f = m->cfg.downsample[0], Ci = m->cfg.image_channels, E = m->cfg.embedding_dim;
-    int64_t ld[3] = {dim[0] / f, dim[1] / f, dim[2] / f}, lt[3];
-    for (int a = 0; a < 3; a++) lt[a] = o->tile[a] / f;
+    const int *f = m->cfg.downsample, one[3] = {1, 1, 1};
+    int Ci = m->cfg.image_channels, E = m->cfg.embedding_dim;
+    int64_t ld[3] = {dim[0] / f[0], dim[1] / f[1], dim[2] / f[2]}, lt[3];
+    for (int a = 0; a < 3; a++) lt[a] = o->tile[a] / f[a];
     vq_tiling t;
     vq_blend b;
-    if (vq_tiling_init(&t, ld, lt, o->overlap) < 0 || vq_blend_init(&b, E, ld, 1) < 0) return NULL;
+    if (vq_tiling_init(&t, ld, lt, o->overlap) < 0 || vq_blend_init(&b, E, ld, one) < 0) return NULL;
     int n = vq_tiling_count(&t), rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         int64_t off[3], size[3], io[3], is[3];
         vq_tiling_get(&t, i, off, size);
-        for (int a = 0; a < 3; a++) io[a] = off[a] * f, is[a] = size[a] * f;
+        for (int a = 0; a < 3; a++) io[a] = off[a] * f[a], is[a] = size[a] * f[a];
         nn_tensor *xt = nn_tensor_new(c, 1, Ci, (int)is[0], (int)is[1], (int)is[2]);
         if (xt) vq_window_copy(xt->data, x, Ci, dim, io, is);
         nn_tensor *z = vqgan_encode(c, m, xt);
@@ -164,7 +167,8 @@ static float *encode_tiled(nn_ctx *c, const vqgan *m, const enc_opts *o, const f
 /* The latent record of one image: data of the chosen kind, keys, geometry. */
 static int encode_record(nn_ctx *c, const vqgan *m, const enc_opts *o, const char *digest,
                          const lsdm_record *in, lsdm_record *out) {
-    int f = m->cfg.downsample[0], E = m->cfg.embedding_dim;
+    const int *f = m->cfg.downsample;
+    int E = m->cfg.embedding_dim;
     int64_t dim[3];
     float lo, hi;
     float *x = image_f32(m, in, dim, &lo, &hi);
@@ -174,7 +178,7 @@ static int encode_record(nn_ctx *c, const vqgan *m, const enc_opts *o, const cha
     free(x);
     if (!z) return -1;
 
-    int64_t ld[3] = {dim[0] / f, dim[1] / f, dim[2] / f}, S = ld[0] * ld[1] * ld[2];
+    int64_t ld[3] = {dim[0] / f[0], dim[1] / f[1], dim[2] / f[2]}, S = ld[0] * ld[1] * ld[2];
     int64_t shape[4] = {E, ld[0], ld[1], ld[2]};
     int rc = o->kind == OUT_CODES ? lsdm_record_alloc(out, LSDM_I32, 3, ld)
                                   : lsdm_record_alloc(out, LSDM_F32, 4, shape);
@@ -197,7 +201,7 @@ static int encode_record(nn_ctx *c, const vqgan *m, const enc_opts *o, const cha
     if (!rc) rc = lsdm_record_copy_keys(out, in);
     if (!rc) rc = lsdm_record_set(out, "role", "latent");
     if (!rc) rc = lsdm_record_set(out, "latent", OUT_NAMES[o->kind]);
-    if (!rc) rc = lsdm_record_setf(out, "vq-factor", "%d", f);
+    if (!rc) rc = lsdm_record_set(out, "vq-factor", vqgan_factor_text(&m->cfg));
     if (!rc) rc = lsdm_record_set(out, "vq-model", digest);
     if (!rc) rc = o->rescale ? lsdm_record_setf(out, "source-range", "%.9g,%.9g", lo, hi)
                              : lsdm_record_set(out, "source-range", "-1,1");

@@ -317,10 +317,11 @@ static int validate(const vqgan *m, const volume_set *val, const train_args *a, 
     nn_ctx c;
     nn_ctx_init(&c, 0);
     double sum = 0;
-    int C = m->cfg.image_channels, L = m->cfg.label_nc, f = m->cfg.downsample[0], ok = 1;
+    int C = m->cfg.image_channels, L = m->cfg.label_nc, ok = 1;
+    const int *f = m->cfg.downsample;
     for (int i = 0; ok && i < val->n; i++) {
         const volume *v = &val->v[i];
-        int b[3] = {v->D / f * f, v->H / f * f, v->W / f * f}, zero[3] = {0, 0, 0};
+        int b[3] = {v->D / f[0] * f[0], v->H / f[1] * f[1], v->W / f[2] * f[2]}, zero[3] = {0, 0, 0};
         int off[3] = {(v->D - b[0]) / 2, (v->H - b[1]) / 2, (v->W - b[2]) / 2};
         size_t nb = (size_t)b[0] * b[1] * b[2];
         float *x = malloc(nb * C * sizeof(float)), *seg = v->seg ? malloc(nb * L * sizeof(float)) : NULL;
@@ -486,7 +487,6 @@ int main(int argc, char **argv) {
             goto fail;
     }
     const vqgan_config *cfg = &m.cfg;
-    int f = cfg->downsample[0];
     /* The reference trains on 32x256x256 volumes, two at a time, at 3e-4. A
      * small model learns faster from many small blocks at a higher rate:
      * the tiny configs default to 4 blocks of 16x32x32 at 1e-3, decayed
@@ -502,8 +502,9 @@ int main(int argc, char **argv) {
     if (a.schedule < 0) a.schedule = tiny;
     if (a.schedule) o.lr_cosine_steps = a.steps;
     for (int k = 0; k < 3; k++)
-        if (a.block[k] % f) {
-            code = lsdm_usage_error("--block: %d is not a multiple of the downsampling %d", a.block[k], f);
+        if (a.block[k] % cfg->downsample[k]) {
+            code = lsdm_usage_error("--block: %d is not a multiple of the downsampling %s", a.block[k],
+                                    vqgan_factor_text(cfg));
             goto done;
         }
     if (cfg->spade != (a.seg != NULL)) {

@@ -52,6 +52,31 @@ setup() {
     [ "$(key "$TMP/za.lsdm" 0 affine)" = "0 0 -6 87.75 0 5 0 -124.125 10 0 0 -68.25 0 0 0 1" ]
 }
 
+@test "per-axis downsampling 2,4,4: latent grid, key, geometry there and back" {
+    ANISO="$TOP/tests/fixtures/vqgan/aniso.safetensors"
+    phantom --shape 8x16x16 -o "$TMP/p.lsdm"
+    run_tool 0 vq-encode -v -m "$ANISO" "$TMP/p.lsdm" -o "$TMP/z.lsdm"
+    [[ "$stderr" == *"factor 2,4,4,"* ]]
+    [ "$(field "$TMP/z.lsdm" 0 'r["shape"]')" = "[4, 4, 4, 4]" ]
+    [ "$(key "$TMP/z.lsdm" 0 vq-factor)" = 2,4,4 ]
+    # columns times 2 (depth) and 4; origin + 0.5 depth and 1.5 in-plane voxels
+    [ "$(key "$TMP/z.lsdm" 0 affine)" = "0 0 2.8 -4.2 0 2.8 0 -4.2 4 0 0 -6 0 0 0 1" ]
+    [ "$(key "$TMP/z.lsdm" 0 spacing)" = "4 2.8 2.8" ]
+    vq-decode -m "$ANISO" "$TMP/z.lsdm" -o "$TMP/y.lsdm"
+    [ "$(field "$TMP/y.lsdm" 0 'r["shape"]')" = "[1, 8, 16, 16]" ]
+    for k in affine spacing; do [ "$(key "$TMP/y.lsdm" 0 $k)" = "$(key "$TMP/p.lsdm" 0 $k)" ]; done
+    # a shape that fits 2 along depth but not 4: accepted; 4,4,4 refuses it
+    phantom --shape 6x16x16 -o "$TMP/p6.lsdm"
+    run_tool 0 vq-encode -m "$ANISO" "$TMP/p6.lsdm" -o "$TMP/z6.lsdm"
+    [ "$(field "$TMP/z6.lsdm" 0 'r["shape"]')" = "[4, 3, 4, 4]" ]
+    run_tool 1 vq-encode -m "$PLAIN" "$TMP/p6.lsdm" -o "$TMP/z6p.lsdm"
+    # the other model's latent: the factors differ (and so does the digest)
+    run_tool 1 vq-decode -m "$PLAIN" --force-model "$TMP/z.lsdm" -o "$TMP/bad.lsdm"
+    [ "$stderr" = "vq-decode: error: phantom-s0-0000: latent of downsampling 2,4,4, the model's is 4" ]
+    run_tool 1 vq-encode -m "$ANISO" --tile 6x16x10 "$TMP/p.lsdm" -o "$TMP/t.lsdm"
+    [[ "$stderr" == *"multiples of the model's downsampling 2,4,4" ]]
+}
+
 @test "codes are the nearest codes of the prequant latent, quantized their vectors" {
     phantom --shape 8x16x16 -o "$TMP/p.lsdm"
     vq-encode -m "$PLAIN" --output codes "$TMP/p.lsdm" -o "$TMP/c.lsdm"

@@ -70,6 +70,18 @@ EOF
     [[ "$output" == *'"shape":[8,2,8,8]'* ]]
 }
 
+@test "a config with per-axis downsampling (2,4,4): blocks, checkpoint, latents" {
+    printf 'n_hiddens = 8\ndownsample = 2,4,4\nn_codes = 64\nnum_groups = 8\ndisc_channels = 16\n' >"$TMP/a.conf"
+    run_tool 2 vq-train -c "$TMP/a.conf" --block 8x16x18 -o "$TMP/m.st" "$TMP/train.lsdm"
+    [[ "$stderr" == *"--block: 18 is not a multiple of the downsampling 2,4,4"* ]]
+    run_tool 0 vq-train -c "$TMP/a.conf" --block 6x16x16 --batch 2 -j 1 --steps 2 --val "$TMP/val.lsdm" \
+        -o "$TMP/m.st" "$TMP/train.lsdm"
+    st_meta "$TMP/m.st" config | grep -qx 'downsample = 2,4,4'
+    run_tool 0 vq-encode -m "$TMP/m.st" -o "$TMP/z.lsdm" "$TMP/val.lsdm"
+    run_tool 0 vol-info --json --no-stats "$TMP/z.lsdm"
+    [[ "$output" == *'"shape":[8,4,8,8]'* ]]
+}
+
 @test "bad input: one error line, exit 1, the earlier checkpoint kept" {
     run_tool 0 vq-train "${FAST[@]}" --steps 1 -o "$TMP/m.st" "$TMP/train.lsdm"
     cp "$TMP/m.st" "$TMP/keep.st"

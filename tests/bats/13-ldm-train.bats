@@ -86,6 +86,33 @@ EOF
     st_meta "$TMP/l2.st" diffusion | grep -x 'timesteps = 100' >/dev/null
 }
 
+@test "a VQ-GAN with per-axis downsampling 2,4,4: latents, masks and the stored factors" {
+    ANISO="$TOP/tests/fixtures/vqgan/aniso.safetensors"
+    vq-encode -q -m "$ANISO" "$TMP/img.lsdm" -o "$TMP/za.lsdm"
+    run_tool 0 ldm-train -v -j 1 -c "$TMP/small.conf" --vq "$ANISO" --block 2x8x8 --seg "$TMP/sem.lsdm" \
+        --steps 3 -o "$TMP/a.st" "$TMP/za.lsdm"
+    # latent blocks 2x8x8 take mask blocks 4x32x32
+    [[ "$stderr" == *"block 2x8x8 (masks x2,4,4)"* ]]
+    st_meta "$TMP/a.st" diffusion | grep -x 'downsample = 2,4,4' >/dev/null
+    # images are encoded with the same factors: the same checkpoint
+    ldm-train -q -j 1 -c "$TMP/small.conf" --vq "$ANISO" --block 2x8x8 --seg "$TMP/sem.lsdm" \
+        --steps 3 -o "$TMP/b.st" "$TMP/img.lsdm"
+    cmp "$TMP/a.st" "$TMP/b.st"
+    # the samples: latents of 4x8x8 for the 8x32x32 masks, decoded on the masks' grid
+    ldm-denoise -q -m "$TMP/a.st" --steps 2 "$TMP/sem.lsdm" -o "$TMP/s.lsdm"
+    [ "$(field "$TMP/s.lsdm" 0 'r["shape"]')" = "[4, 4, 8, 8]" ]
+    [ "$(key "$TMP/s.lsdm" 0 vq-factor)" = 2,4,4 ]
+    for k in affine spacing; do [ "$(key "$TMP/s.lsdm" 0 $k)" = "$(key "$TMP/za.lsdm" 0 $k)" ]; done
+    vq-decode -q -m "$ANISO" "$TMP/s.lsdm" -o "$TMP/y.lsdm"
+    [ "$(field "$TMP/y.lsdm" 0 'r["shape"]')" = "[1, 8, 32, 32]" ]
+    geom='[round(v, 9) for row in r["affine"] for v in row], r["spacing"]'
+    [ "$(field "$TMP/y.lsdm" 0 "$geom")" = "$(field "$TMP/sem.lsdm" 0 "$geom")" ]
+    # a mask whose depth is a multiple of 2 but whose width is not of 4
+    phantom -q --shape 6x32x30 --masks "$TMP/odd.lsdm" -o /dev/null
+    run_tool 1 ldm-denoise -m "$TMP/a.st" --steps 2 "$TMP/odd.lsdm" -o "$TMP/bad.lsdm"
+    [[ "$stderr" == *"mask 6x32x30 is not a multiple of the latent downsampling 2,4,4" ]]
+}
+
 @test "--export: the EMA UNet and the diffusion metadata alone, a model ldm-denoise loads" {
     run_tool 0 ldm-train "${FAST[@]}" --steps 2 --export "$TMP/x.st" -o "$TMP/m.st" "$TMP/z.lsdm"
     [ "$(st_meta "$TMP/x.st")" = "$(st_meta "$TMP/m.st")" ]

@@ -395,7 +395,7 @@ static int write_ldm(int argc, char **argv) {
         return 1;
     }
     vq_model_digest(&vq, d.vq_model);
-    d.downsample = vq.cfg.downsample[0];
+    memcpy(d.downsample, vq.cfg.downsample, sizeof d.downsample);
     d.latent_min = d.latent_max = vq.emb->data[0];
     for (size_t i = 0; i < vq.emb->n; i++) {
         d.latent_min = fmin(d.latent_min, vq.emb->data[i]);

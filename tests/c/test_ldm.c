@@ -56,14 +56,18 @@ static char *tmp_path(void) {
 static void test_text(void) {
     ldm_diffusion_config a, b;
     ldm_diffusion_defaults(&a);
-    CHECK(a.timesteps == 500 && a.loss_l2 == 0 && a.cond_drop == 0.1 && a.downsample == 4);
+    CHECK(a.timesteps == 500 && a.loss_l2 == 0 && a.cond_drop == 0.1 && a.downsample[0] == 4 &&
+          a.downsample[1] == 4 && a.downsample[2] == 4);
+    CHECK(strstr(ldm_diffusion_text(&a), "downsample = 4\n") != NULL);
     a.timesteps = 250, a.loss_l2 = 1, a.latent_min = -3.25, a.latent_max = 0.0625;
-    a.cond_drop = 0.2, a.downsample = 8, a.train_shape[0] = 4, a.train_shape[1] = 16,
+    a.cond_drop = 0.2, a.downsample[0] = 2, a.downsample[1] = a.downsample[2] = 8, a.train_shape[0] = 4, a.train_shape[1] = 16,
     a.train_shape[2] = 32;
     memcpy(a.vq_model, "0123456789abcdef", 17);
     CHECK(ldm_diffusion_parse(&b, ldm_diffusion_text(&a)) == 0);
     CHECK(b.timesteps == 250 && b.loss_l2 == 1 && b.latent_min == -3.25 && b.latent_max == 0.0625);
-    CHECK(b.cond_drop == 0.2 && b.downsample == 8 && !strcmp(b.vq_model, "0123456789abcdef"));
+    CHECK(strstr(ldm_diffusion_text(&a), "downsample = 2,8,8\n") != NULL);
+    CHECK(b.cond_drop == 0.2 && b.downsample[0] == 2 && b.downsample[1] == 8 && b.downsample[2] == 8 &&
+          !strcmp(b.vq_model, "0123456789abcdef"));
     CHECK(b.train_shape[0] == 4 && b.train_shape[1] == 16 && b.train_shape[2] == 32);
     /* irrational-looking values survive the text (%.9g of doubles read back) */
     a.latent_min = -1.0 / 3, a.latent_max = 2.0 / 7;
@@ -74,6 +78,8 @@ static void test_text(void) {
     CHECK(strstr(lsdm_err_msg(), "line 2") && strstr(lsdm_err_msg(), "bogus"));
     CHECK(ldm_diffusion_parse(&b, "schedule = linear\n") < 0);
     CHECK(strstr(lsdm_err_msg(), "schedule") != NULL);
+    CHECK(ldm_diffusion_parse(&b, "downsample = 2,4\n") < 0);
+    CHECK(ldm_diffusion_parse(&b, "downsample = 0\n") < 0);
     CHECK(ldm_diffusion_parse(&b, "vq_model = 12345\n") < 0);
     CHECK(ldm_diffusion_parse(&b, "timesteps = 0\n") < 0);
     CHECK(ldm_diffusion_parse(&b, "cond_drop = 1.5\n") < 0);

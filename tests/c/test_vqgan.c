@@ -76,16 +76,20 @@ static void test_inference(const char *cfgname) {
     /* codes from PyTorch's z, so a near-tie in our z cannot flip a code */
     size_t nz;
     const float *zref = fixture_get(&fx, "z", &nz);
-    nn_tensor *zr = nn_tensor_wrap(&c, (float *)zref, 1, 4, 2, 4, 4);
-    int32_t idx[32];
+    int ld = 8 / vqgan_factor(&m.cfg, 0), lh = 16 / vqgan_factor(&m.cfg, 1),
+        lw = 16 / vqgan_factor(&m.cfg, 2), nl = ld * lh * lw; /* the latent grid */
+    CHECK(zref && nz == (size_t)4 * nl && nl <= 64);
+    if (!zref || nz != (size_t)4 * nl || nl > 64) return;
+    nn_tensor *zr = nn_tensor_wrap(&c, (float *)zref, 1, 4, ld, lh, lw);
+    int32_t idx[64];
     CHECK(vqgan_quantize(&c, &m, zr, idx) == 0);
     size_t nc;
     const int32_t *codes = fixture_get_i32(&fx, "codes", &nc);
-    CHECK(codes && nc == 32);
-    int same = codes && nc == 32 && !memcmp(idx, codes, sizeof idx);
+    CHECK(codes && nc == (size_t)nl);
+    int same = codes && nc == (size_t)nl && !memcmp(idx, codes, nl * sizeof *idx);
     printf("  %-6s codes %s\n", cfgname, same ? "identical" : "DIFFER");
     CHECK(same);
-    nn_tensor *zq = vqgan_lookup(&c, &m, idx, 1, 2, 4, 4);
+    nn_tensor *zq = vqgan_lookup(&c, &m, idx, 1, ld, lh, lw);
     check_tensor(&fx, cfgname, "zq", zq, 0);
 
     nn_tensor *seg = NULL;
@@ -101,7 +105,7 @@ static void test_inference(const char *cfgname) {
     /* the SPADE decoder refuses to run without a mask */
     if (m.cfg.spade) {
         nn_ctx_reset(&c);
-        zq = vqgan_lookup(&c, &m, idx, 1, 2, 4, 4);
+        zq = vqgan_lookup(&c, &m, idx, 1, ld, lh, lw);
         CHECK(vqgan_decode(&c, &m, zq, NULL) == NULL);
         CHECK(strstr(lsdm_err_msg(), "mask") != NULL);
     }
@@ -153,7 +157,14 @@ static void test_config_text(void) {
     CHECK(!memcmp(&a, &b, sizeof a));
     CHECK(vqgan_config_parse(&b, "n_hiddens = 16\nbogus = 3\n") < 0);
     CHECK(strstr(lsdm_err_msg(), "line 2") && strstr(lsdm_err_msg(), "bogus"));
-    CHECK(vqgan_config_parse(&b, "downsample = 4,2,4\n") < 0);
+    CHECK(vqgan_config_parse(&b, "downsample = 4,3,4\n") < 0);
+    /* per-axis factors, as the reference's tuple */
+    vqgan_config_named(&b, "tiny");
+    CHECK(vqgan_config_parse(&b, "downsample = 2,4,4\n") == 0 && vqgan_config_check(&b) == 0);
+    CHECK(!strcmp(vqgan_factor_text(&b), "2,4,4") && vqgan_factor(&b, 0) == 2);
+    CHECK(!strcmp(vqgan_factor_text(&a), "4") && vqgan_isotropic(&a));
+    b.downsample[1] = 64;
+    CHECK(vqgan_config_check(&b) < 0);
     CHECK(vqgan_config_parse(&b, "num_groups = 5\n") < 0);
     CHECK(vqgan_config_named(&b, "huge") < 0);
 }
@@ -394,10 +405,12 @@ int main(void) {
     test_config_text();
     test_inference("plain");
     test_inference("spade");
+    test_inference("aniso");
     test_spade_chunks();
     test_wrong_config();
     test_train("plain");
     test_train("spade");
+    test_train("aniso");
     test_disc("plain", 1);
     test_disc("plain", 0);
     return check_done("test_vqgan");

@@ -57,8 +57,10 @@ SMALL = dict(n_hiddens=4, downsample=(4, 4, 4), image_channels=1, embedding_dim=
 CONFIGS = {
     'plain': dict(SMALL, decoder='plain'),
     'spade': dict(SMALL, decoder='spade', label_nc=3, spade_hidden=8, spade_groups=4),
+    # per-axis factors: the second stage keeps depth (stride (1,2,2))
+    'aniso': dict(SMALL, decoder='plain', downsample=(2, 4, 4)),
 }
-SEEDS = {'plain': 11, 'spade': 12}
+SEEDS = {'plain': 11, 'spade': 12, 'aniso': 13}
 GRADS = ['encoder.conv_first.conv.weight', 'decoder.conv_last.conv.weight',
          'decoder.conv_blocks.0.up.convt.weight', 'pre_vq_conv.conv.bias']
 SPADE_GRADS = ['encoder.conv_first.conv.weight', 'decoder.conv_last_spade.conv.weight',
@@ -232,7 +234,10 @@ def make(name):
         f.write(config_text(cfg))
     save_file(sd, os.path.join(OUT, name + '.safetensors'), metadata={'config': config_text(cfg)})
 
-    t = gen_records(copy.deepcopy(model), x, seg, SPADE_GRADS if seg is not None else GRADS)
+    grads = SPADE_GRADS if seg is not None else GRADS
+    if name == 'aniso':
+        grads = grads + ['encoder.conv_blocks.1.down.conv.weight', 'decoder.conv_blocks.1.up.convt.weight']
+    t = gen_records(copy.deepcopy(model), x, seg, grads)
     path = os.path.join(OUT, name + '.lsdm')
     write_stream(path, t)
     show(path, t)
