@@ -76,6 +76,28 @@ static int conv3d_is_pointwise(const conv3d_dims *d) {
            d->sw == 1 && d->pd == 0 && d->ph == 0 && d->pw == 0;
 }
 
+/* A 1x1x1 conv with few channels moves far more bytes than it computes:
+ * it runs in blocks of output columns that stay in L2 (bias added while
+ * there), and its backward reads each block of dy once for all three
+ * gradients, the weight and bias parts summed per block into `work` and
+ * then over the blocks in order, so that the result does not depend on
+ * the thread count. */
+#define CONV3D_PW_SMALL 4096  /* Cout*Cin at most: the fused backward */
+#define CONV3D_PW_BLOCKS 256  /* blocks of the fused backward at most */
+
+static int conv3d_pw_small(const conv3d_dims *d) {
+    return conv3d_is_pointwise(d) && (long)d->Cout * d->Cin <= CONV3D_PW_SMALL;
+}
+
+/* Columns per block: about 64 Ki output floats, a multiple of 16; for the
+ * fused backward also at least P / CONV3D_PW_BLOCKS. */
+static int conv3d_pw_cols(const conv3d_dims *d, int backward) {
+    long P = (long)d->OD * d->OH * d->OW, c = (64L * 1024 / d->Cout) & ~15L;
+    if (c < 256) c = 256;
+    if (backward && c * CONV3D_PW_BLOCKS < P) c = (P + CONV3D_PW_BLOCKS - 1) / CONV3D_PW_BLOCKS;
+    return (int)(c < P ? c : P);
+}
+
 /* Output rows (od,oh pairs) per slab: as many as fit in the slab budget
  * (of one thread), at least one. */
 static int conv3d_slab_rows(const conv3d_dims *d) {
@@ -89,6 +111,10 @@ static int conv3d_slab_rows(const conv3d_dims *d) {
 }
 
 size_t conv3d_workspace_size(const conv3d_dims *d) {
+    if (conv3d_pw_small(d)) { /* the fused backward's per-block sums */
+        long P = (long)d->OD * d->OH * d->OW, cols = conv3d_pw_cols(d, 1);
+        return (size_t)((P + cols - 1) / cols) * ((size_t)d->Cout * d->Cin + d->Cout);
+    }
     if (conv3d_is_pointwise(d)) return 0;
     size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
     size_t blas = (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW; /* one slab per thread */

@@ -102,9 +102,28 @@ static void conv3d_vol2col_packed(float *bp, float *row, const float *inp, const
     }
 }
 
+/* A 1x1x1 conv with at most 16 input channels (the VQ-GAN decoder's
+ * 8 -> 64 input conv): bound by writing its output, which the short-K
+ * kernel writes once, bias included, per block of 1024 voxels. */
+static int conv3d_fast_pointwise(float *out, const float *inp, const float *weight,
+                                 const float *bias, const conv3d_dims *d, float beta) {
+    if (!conv3d_is_pointwise(d) || d->Cin > 16 || beta != 0.0f) return -1;
+    const int P = d->OD * d->OH * d->OW, cols = 1024, nblk = (P + cols - 1) / cols;
+    const size_t in_n = (size_t)d->Cin * P, out_n = (size_t)d->Cout * P;
+#pragma omp parallel for schedule(static) num_threads(d->threads)
+    for (int job = 0; job < d->N * nblk; job++) {
+        int n = job / nblk, p0 = job % nblk * cols, q = P - p0 < cols ? P - p0 : cols;
+        // y[:, p0:p0+q] (Cout, q) = W (Cout, Cin) . x[:, p0:p0+q] (Cin, q) + bias
+        gemm_avx512_short_k(out + n * out_n + p0, P, weight, bias, inp + n * in_n + p0, P, d->Cout,
+                            q, d->Cin);
+    }
+    return 0;
+}
+
 static int conv3d_fast_forward(float *out, float *work, const float *inp, const float *weight,
                                const float *bias, const conv3d_dims *d, float beta) {
     if (!gemm_avx512_usable()) return -1;
+    if (conv3d_fast_pointwise(out, inp, weight, bias, d, beta) == 0) return 0;
     if (conv3d_implicit_forward(out, work, inp, weight, bias, d, beta) == 0) return 0;
     if (conv3d_is_pointwise(d) || d->Cout < GEMM_MR) return -1;
     conv3d_fast_plan p;

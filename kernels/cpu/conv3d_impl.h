@@ -139,16 +139,17 @@ void FN(conv3d_forward_beta)(real *out, real *work, const real *inp, const real 
 #endif
 #pragma omp parallel num_threads(d->threads)
     {
-        const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        real *col = work ? work + (size_t)t * K * slab * d->OW : NULL; // NULL: pointwise
-        for (int n = 0; n < d->N && pointwise; n++) {
-            // y[:, p0:p1] (Cout, p) = W (Cout, Cin) . x[:, p0:p1] (Cin, p)
-            int p0 = (int)((long)P * t / T), p1 = (int)((long)P * (t + 1) / T);
-            if (p1 <= p0) continue;
+        const int t = omp_get_thread_num();
+        real *col = work && !pointwise ? work + (size_t)t * K * slab * d->OW : NULL;
+        const int pcols = pointwise ? conv3d_pw_cols(d, 0) : 1, nblk = (P + pcols - 1) / pcols;
+#pragma omp for schedule(static)
+        for (int job = 0; job < (pointwise ? d->N * nblk : 0); job++) {
+            // y[:, p0:p0+q] (Cout, q) = W (Cout, Cin) . x[:, p0:p0+q] (Cin, q)
+            int n = job / nblk, p0 = job % nblk * pcols, q = P - p0 < pcols ? P - p0 : pcols;
             real *y = out + n * out_n;
-            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, p1 - p0, d->Cin,
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, d->Cout, q, d->Cin,
                  1, weight, d->Cin, inp + n * in_n + p0, P, beta, y + p0, P);
-            if (bias) FN(conv3d_add_bias)(y, bias, d->Cout, P, p0, p1 - p0);
+            if (bias) FN(conv3d_add_bias)(y, bias, d->Cout, P, p0, q);
         }
 #pragma omp for schedule(static)
         for (int job = 0; job < (pointwise ? 0 : d->N * nslab); job++) {
@@ -169,9 +170,55 @@ void FN(conv3d_forward)(real *out, real *work, const real *inp, const real *weig
     FN(conv3d_forward_beta)(out, work, inp, weight, bias, d, 0);
 }
 
+/* The fused backward of a small 1x1x1 conv (conv3d.c conv3d_pw_small):
+ * per block of columns, dx += W^T dy and the block's own dW and db sums
+ * (work), then dW and db += the sums over the blocks, in block order. */
+static void FN(conv3d_pw_backward)(real *dinp, real *dweight, real *dbias, real *work,
+                                   const real *dout, const real *inp, const real *weight,
+                                   const conv3d_dims *d) {
+    const int P = d->OD * d->OH * d->OW, Cin = d->Cin, Cout = d->Cout;
+    const int cols = conv3d_pw_cols(d, 1), nblk = (P + cols - 1) / cols;
+    const size_t in_n = (size_t)Cin * P, out_n = (size_t)Cout * P;
+    const size_t cw = (size_t)Cout * Cin, per = cw + Cout;
+#pragma omp parallel num_threads(d->threads)
+    {
+#pragma omp for schedule(static)
+        for (int b = 0; b < nblk; b++) {
+            int p0 = b * cols, q = P - p0 < cols ? P - p0 : cols;
+            real *sw = work + (size_t)b * per, *sb = sw + cw;
+            memset(sw, 0, per * sizeof *sw);
+            for (int n = 0; n < d->N; n++) {
+                const real *dy = dout + n * out_n + p0;
+                // block sums: dW (Cout, Cin) += dy (Cout, q) . x^T (q, Cin)
+                if (dweight)
+                    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, Cout, Cin, q, 1, dy, P,
+                         inp + n * in_n + p0, P, 1, sw, Cin);
+                // dx[:, block] (Cin, q) += W^T (Cin, Cout) . dy (Cout, q)
+                if (dinp)
+                    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Cin, q, Cout, 1, weight, Cin, dy, P,
+                         1, dinp + n * in_n + p0, P);
+                for (int co = 0; dbias && co < Cout; co++)
+                    sb[co] += (real)FN(conv3d_sum)(dy + (size_t)co * P, (size_t)q);
+            }
+        }
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < per; i++) {
+            if (i < cw ? !dweight : !dbias) continue;
+            double s = 0;
+            for (int b = 0; b < nblk; b++) s += work[(size_t)b * per + i];
+            if (i < cw) dweight[i] += (real)s;
+            else dbias[i - cw] += (real)s;
+        }
+    }
+}
+
 void FN(conv3d_backward)(real *dinp, real *dweight, real *dbias, real *work,
                          const real *dout, const real *inp, const real *weight,
                          const conv3d_dims *d) {
+    if (conv3d_pw_small(d) && work) {
+        FN(conv3d_pw_backward)(dinp, dweight, dbias, work, dout, inp, weight, d);
+        return;
+    }
     const int P = d->OD * d->OH * d->OW, kvol = d->kd * d->kh * d->kw, K = d->Cin * kvol;
     const int rows = d->OD * d->OH, slab = conv3d_slab_rows(d);
     const size_t in_n = (size_t)d->Cin * d->D * d->H * d->W, out_n = (size_t)d->Cout * P;
@@ -185,7 +232,7 @@ void FN(conv3d_backward)(real *dinp, real *dweight, real *dbias, real *work,
 #pragma omp parallel num_threads(d->threads)
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
-        real *col = work ? work + (size_t)t * K * slab * d->OW : NULL; // NULL: pointwise
+        real *col = work && !pointwise ? work + (size_t)t * K * slab * d->OW : NULL;
         if (dbias) {
 #pragma omp for schedule(static)
             for (int co = 0; co < d->Cout; co++) {

@@ -251,6 +251,33 @@ AVX512 void gemm_avx512_copy(float *dst, const float *src, int n) {
     }
 }
 
+AVX512 void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *bias,
+                                const float *B, ptrdiff_t ldb, int M, int N, int K) {
+    for (int m = 0; m < M; m++) {
+        const float *a = A + (size_t)m * K;
+        float *c = C + m * ldc;
+        __m512 b0 = _mm512_set1_ps(bias ? bias[m] : 0.0f);
+        int n = 0;
+        for (; n + 32 <= N; n += 32) {
+            __m512 c0 = b0, c1 = b0;
+            for (int k = 0; k < K; k++) {
+                __m512 ak = _mm512_set1_ps(a[k]);
+                c0 = _mm512_fmadd_ps(ak, _mm512_loadu_ps(B + k * ldb + n), c0);
+                c1 = _mm512_fmadd_ps(ak, _mm512_loadu_ps(B + k * ldb + n + 16), c1);
+            }
+            _mm512_storeu_ps(c + n, c0);
+            _mm512_storeu_ps(c + n + 16, c1);
+        }
+        for (; n < N; n += 16) {
+            __mmask16 mk = N - n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - n)) - 1);
+            __m512 c0 = b0;
+            for (int k = 0; k < K; k++)
+                c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[k]), _mm512_maskz_loadu_ps(mk, B + k * ldb + n), c0);
+            _mm512_mask_storeu_ps(c + n, mk, c0);
+        }
+    }
+}
+
 #else /* no AVX-512 compiler support: never called (gemm_avx512_usable is 0) */
 void gemm_avx512_rows_tile(int K, const float *A, const float *B, const int *off, float *C,
                            ptrdiff_t ldc, int mr, int nr, float beta) {
@@ -279,6 +306,12 @@ void gemm_avx512_gather_s2(float *dst, const float *src, int n) {
 }
 void gemm_avx512_copy(float *dst, const float *src, int n) {
     (void)dst, (void)src, (void)n;
+    abort();
+}
+
+void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *bias,
+                         const float *B, ptrdiff_t ldb, int M, int N, int K) {
+    (void)C, (void)ldc, (void)A, (void)bias, (void)B, (void)ldb, (void)M, (void)N, (void)K;
     abort();
 }
 #endif

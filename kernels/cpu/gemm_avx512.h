@@ -47,6 +47,12 @@ void gemm_avx512_rows_1(int K, const float *a, const float *B, const int *off, f
 void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, const float *B,
                     ptrdiff_t ldb, int M, int N, int L);
 
+/* C (M x N, ldc) = A (M x K, row-major) . B (K x N, ldb) + bias (M, or
+ * NULL), for a short K (a 1x1x1 conv with few input channels): each C
+ * row in registers from the K rows of B, written once. */
+void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *bias,
+                         const float *B, ptrdiff_t ldb, int M, int N, int K);
+
 /* dst[i] = src[2*i] for i < n (vol2col of a stride-2 conv along W); reads
  * nothing past src[2*(n-1)]. */
 void gemm_avx512_gather_s2(float *dst, const float *src, int n);

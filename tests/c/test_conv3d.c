@@ -281,6 +281,42 @@ static void test_slabs_and_accumulation(const float *cfg, const char *name) {
     bufs_free(&A), bufs_free(&B);
 }
 
+/* The fused 1x1x1 backward sums per block of columns and then over the
+ * blocks in order: 1, 2 and 3 threads give the same bits; it equals the
+ * double reference, and the path without a workspace (the GEMMs over all
+ * columns) to rounding. */
+static void test_pointwise_threads(void) {
+    const float cfg[24] = {0, 2, 8, 5, 33, 40, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1};
+    op_case o;
+    CHECK(op_from_cfg(&o, cfg, 0) == 0 && o.nwork > 1);
+    bufs A, B;
+    bufs_alloc(&A, &o), bufs_alloc(&B, &o);
+    fill_random(&A, &o, 21), fill_random(&B, &o, 21);
+    conv3d_dims d1 = o.c;
+    d1.threads = 1;
+    conv3d_backward(A.dxf, A.dwf, A.dbf, A.workf, A.gf, A.xf, A.wf, &d1);
+    for (int T = 2; T <= 3; T++) {
+        conv3d_dims dt = o.c;
+        dt.threads = T;
+        memset(B.dxf, 0, o.nx * 4), memset(B.dwf, 0, o.nw * 4), memset(B.dbf, 0, o.nb * 4);
+        conv3d_backward(B.dxf, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf, &dt);
+        CHECK(!memcmp(A.dxf, B.dxf, o.nx * 4) && !memcmp(A.dwf, B.dwf, o.nw * 4) &&
+              !memcmp(A.dbf, B.dbf, o.nb * 4));
+    }
+    conv3d_backward_f64(A.dx, A.dw, A.db, A.work, A.g, A.x, A.w, &o.c);
+    memset(B.dwf, 0, o.nw * 4), memset(B.dbf, 0, o.nb * 4);
+    conv3d_backward(NULL, B.dwf, B.dbf, NULL, B.gf, B.xf, B.wf, &o.c); /* no work: the GEMM path */
+    double e = 0, m = 0, e2 = 0;
+    for (size_t i = 0; i < o.nw; i++) {
+        m = fmax(m, fabs(A.dw[i]));
+        e = fmax(e, fabs(A.dwf[i] - A.dw[i])), e2 = fmax(e2, fabs((double)A.dwf[i] - B.dwf[i]));
+    }
+    printf("pointwise backward: 1 = 2 = 3 threads; dW vs double %.2e, vs unfused %.2e (max %.3g)\n",
+           e / m, e2 / m, m);
+    CHECK(m > 0 && e <= 1e-5 * m && e2 <= 1e-5 * m);
+    bufs_free(&A), bufs_free(&B);
+}
+
 /* Output sizes of the reference model's layers, and nonsense refused. */
 static void test_dims(void) {
     conv3d_dims c = {.N = 1, .Cin = 16, .D = 32, .H = 256, .W = 256, .Cout = 32,
@@ -290,8 +326,12 @@ static void test_dims(void) {
     conv3d_dims u = {.N = 2, .Cin = 64, .D = 8, .H = 64, .W = 64, .Cout = 64,
                      .kd = 1, .kh = 3, .kw = 3, .ph = 1, .pw = 1};
     CHECK(conv3d_dims_init(&u) == 0 && u.OD == 8 && u.OH == 64 && u.OW == 64);
+    /* a pointwise conv: no columns; with few channels the fused
+     * backward's per-block sums, 4 blocks of 8192 columns of 8x64 + 8 */
     conv3d_dims p = {.N = 1, .Cin = 64, .D = 8, .H = 64, .W = 64, .Cout = 8, .kd = 1, .kh = 1, .kw = 1};
-    CHECK(conv3d_dims_init(&p) == 0 && conv3d_workspace_size(&p) == 0);
+    CHECK(conv3d_dims_init(&p) == 0 && conv3d_workspace_size(&p) == 4 * (8 * 64 + 8));
+    conv3d_dims pw = {.N = 1, .Cin = 256, .D = 8, .H = 64, .W = 64, .Cout = 256, .kd = 1, .kh = 1, .kw = 1};
+    CHECK(conv3d_dims_init(&pw) == 0 && conv3d_workspace_size(&pw) == 0);
     CHECK(conv3d_flops(&p) == 2.0 * 64 * 8 * 8 * 64 * 64);
     conv_transpose3d_dims t = {.N = 1, .Cin = 64, .D = 8, .H = 64, .W = 64, .Cout = 64,
                                .kd = 4, .kh = 4, .kw = 4, .sd = 2, .sh = 2, .sw = 2,
@@ -442,8 +482,14 @@ int main(void) {
         {"cout37_k3w33rep", {0, 2, 3, 4, 5, 33, 37, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0}},
         {"cout9_k3h40rep", {0, 1, 2, 3, 40, 20, 9, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
         {"cout8_k4s2h44", {0, 1, 2, 4, 44, 36, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        /* 1x1x1 with <= 16 input channels: the short-K kernel (masked tail,
+         * blocks of 1024 voxels and a shorter last one); 17: the GEMM */
+        {"pw_8-64", {0, 2, 8, 3, 5, 37, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"pw_16-3_nobias", {0, 1, 16, 3, 20, 45, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0}},
+        {"pw_17-5", {0, 1, 17, 2, 9, 11, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1}},
     };
     for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
     test_gather_s2();
+    test_pointwise_threads();
     return check_done("test_conv3d");
 }
