@@ -9,7 +9,7 @@
 #include "kvtext.h"
 #include "ldm.h"
 #include "safetensors.h"
-#include "vqtile.h"
+#include "vqgan.h"
 
 void ldm_diffusion_defaults(ldm_diffusion_config *d) {
     memset(d, 0, sizeof *d);
@@ -28,7 +28,7 @@ const char *ldm_diffusion_text(const ldm_diffusion_config *d) {
              "latent_max = %.9g\nvq_model = %s\nnull_mask = zeros\ncond_drop = %.9g\ndownsample = %s\n"
              "train_shape = %d,%d,%d\n",
              d->timesteps, d->loss_l2 ? "l2" : "l1", d->latent_min, d->latent_max,
-             d->vq_model[0] ? d->vq_model : "none", d->cond_drop, vq_factor_format(d->downsample, f),
+             d->vq_model[0] ? d->vq_model : "none", d->cond_drop, vqgan_factors_format(d->downsample, f),
              d->train_shape[0], d->train_shape[1], d->train_shape[2]);
     return buf;
 }
@@ -63,7 +63,7 @@ static int set_key(void *ctx, const char *k, const char *v) {
     if (!strcmp(k, "cond_drop")) return parse_real(v, &d->cond_drop) < 0 || d->cond_drop < 0 || d->cond_drop > 1 ? -1 : 0;
     if (!strcmp(k, "downsample")) {
         int f[3];
-        if (vq_factor_parse(v, f) < 0 || f[0] > 64 || f[1] > 64 || f[2] > 64) return -1;
+        if (vqgan_factors_parse(v, f) < 0 || f[0] > 64 || f[1] > 64 || f[2] > 64) return -1;
         memcpy(d->downsample, f, sizeof f);
         return 0;
     }

@@ -44,7 +44,12 @@ int vqgan_config_check(const vqgan_config *cfg);
 int vqgan_factor(const vqgan_config *cfg, int axis);
 /* 1 when the downsampling is the same on every axis. */
 int vqgan_isotropic(const vqgan_config *cfg);
-/* The factors as text: "4" when isotropic, else "2,4,4"; static buffer. */
+/* Downsampling factors as text, in configs, the "vq-factor" key of latent
+ * streams and the diffusion's metadata: "4" (the same on every axis) or
+ * "2,4,4" (d,h,w). parse gives 0, or -1 on anything else (factors 1..1024). */
+int vqgan_factors_parse(const char *text, int f[3]);
+const char *vqgan_factors_format(const int f[3], char buf[48]);
+/* vqgan_factors_format of the config's factors; static buffer. */
 const char *vqgan_factor_text(const vqgan_config *cfg);
 
 typedef struct {

@@ -57,19 +57,7 @@ static int set_key(void *ctx, const char *k, const char *v) {
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
         if (!strcmp(k, ints[i].key)) return parse_int(v, ints[i].dst);
     if (!strcmp(k, "model")) return strcmp(v, "vqgan") ? -1 : 0;
-    if (!strcmp(k, "downsample")) {
-        int a, b, d;
-        char extra;
-        if (sscanf(v, "%d,%d,%d%c", &a, &b, &d, &extra) == 3) {
-            c->downsample[0] = a, c->downsample[1] = b, c->downsample[2] = d;
-            return 0;
-        }
-        if (sscanf(v, "%d%c", &a, &extra) == 1) {
-            c->downsample[0] = c->downsample[1] = c->downsample[2] = a;
-            return 0;
-        }
-        return -1;
-    }
+    if (!strcmp(k, "downsample")) return vqgan_factors_parse(v, c->downsample);
     if (!strcmp(k, "padding_type")) {
         if (!strcmp(v, "replicate")) c->pad_mode = CONV3D_PAD_REPLICATE;
         else if (!strcmp(v, "zeros") || !strcmp(v, "constant")) c->pad_mode = CONV3D_PAD_ZERO;
@@ -122,11 +110,27 @@ int vqgan_isotropic(const vqgan_config *cfg) {
     return cfg->downsample[1] == cfg->downsample[0] && cfg->downsample[2] == cfg->downsample[0];
 }
 
+int vqgan_factors_parse(const char *text, int f[3]) {
+    int v[3];
+    char extra;
+    int n = sscanf(text, "%d,%d,%d%c", &v[0], &v[1], &v[2], &extra);
+    if (n == 1 && sscanf(text, "%d%c", &v[0], &extra) == 1) v[1] = v[2] = v[0];
+    else if (n != 3) return -1;
+    for (int a = 0; a < 3; a++)
+        if (v[a] < 1 || v[a] > 1 << 10) return -1;
+    for (int a = 0; a < 3; a++) f[a] = v[a];
+    return 0;
+}
+
+const char *vqgan_factors_format(const int f[3], char buf[48]) {
+    if (f[1] == f[0] && f[2] == f[0]) snprintf(buf, 48, "%d", f[0]);
+    else snprintf(buf, 48, "%d,%d,%d", f[0], f[1], f[2]);
+    return buf;
+}
+
 const char *vqgan_factor_text(const vqgan_config *c) {
     static char buf[48];
-    if (vqgan_isotropic(c)) snprintf(buf, sizeof buf, "%d", c->downsample[0]);
-    else snprintf(buf, sizeof buf, "%d,%d,%d", c->downsample[0], c->downsample[1], c->downsample[2]);
-    return buf;
+    return vqgan_factors_format(c->downsample, buf);
 }
 
 int vqgan_config_check(const vqgan_config *c) {

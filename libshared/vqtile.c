@@ -160,25 +160,6 @@ int vq_geometry_to_image(lsdm_record *dst, const lsdm_record *src, const int f[3
     return geometry_map(dst, src, f, 0);
 }
 
-int vq_factor_parse(const char *text, int f[3]) {
-    int v[3];
-    char extra;
-    int n = sscanf(text, "%d,%d,%d%c", &v[0], &v[1], &v[2], &extra);
-    if (n == 1 && sscanf(text, "%d%c", &v[0], &extra) == 1) v[1] = v[2] = v[0];
-    else if (n != 3) return -1;
-    for (int a = 0; a < 3; a++) {
-        if (v[a] < 1 || v[a] > 1 << 10) return -1;
-        f[a] = v[a];
-    }
-    return 0;
-}
-
-const char *vq_factor_format(const int f[3], char buf[48]) {
-    if (f[1] == f[0] && f[2] == f[0]) snprintf(buf, 48, "%d", f[0]);
-    else snprintf(buf, 48, "%d,%d,%d", f[0], f[1], f[2]);
-    return buf;
-}
-
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     const unsigned char *b = p;
     for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ULL;

@@ -66,10 +66,6 @@ void vq_window_copy(float *dst, const float *src, int C, const int64_t dim[3],
  * none. dst may be src. */
 int vq_geometry_to_latent(lsdm_record *dst, const lsdm_record *src, const int f[3]);
 int vq_geometry_to_image(lsdm_record *dst, const lsdm_record *src, const int f[3]);
-/* The "vq-factor" key of latent streams: "4" (the same on every axis) or
- * "2,4,4" (d,h,w); parse gives 0, or -1 on anything else. */
-int vq_factor_parse(const char *text, int f[3]);
-const char *vq_factor_format(const int f[3], char buf[48]);
 
 /* 16 hex digits naming the model for latents: FNV-1a 64 of the config
  * text and the codebook (a latent means nothing to another codebook). */

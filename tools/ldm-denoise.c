@@ -208,7 +208,7 @@ static int denoiser_open(denoiser *dn, const den_opts *o) {
     lsdm_verbose("model %s: unet dim %d, mults %s, %d latent channels, %d classes, %zu "
                  "parameters; %d timesteps, latents of VQ-GAN %s (f %s, range %g..%g), trained on %dx%dx%d",
                  o->model, u->dim, mults, u->channels, u->label_nc, unet_param_count(&dn->m), T,
-                 d->vq_model[0] ? d->vq_model : "unknown", vq_factor_format(d->downsample, ftext), d->latent_min,
+                 d->vq_model[0] ? d->vq_model : "unknown", vqgan_factors_format(d->downsample, ftext), d->latent_min,
                  d->latent_max, d->train_shape[0], d->train_shape[1], d->train_shape[2]);
     char eta[40] = "";
     if (o->sampler == SAMPLER_DDIM && dn->eta > 0) snprintf(eta, sizeof eta, ", eta %g", dn->eta);
@@ -399,7 +399,7 @@ static float *mask_onehot(const denoiser *dn, const lsdm_record *s, int64_t ld[3
     int L = dn->m.cfg.label_nc, g = 1 << (dn->m.cfg.levels - 1);
     const int *f = dn->d.downsample;
     char ft[48], hw[48];
-    vq_factor_format(f, ft);
+    vqgan_factors_format(f, ft);
     if (f[1] == f[2]) snprintf(hw, sizeof hw, "%d", f[1] * g);
     else snprintf(hw, sizeof hw, "%d and %d", f[1] * g, f[2] * g);
     int64_t dim[3];
@@ -445,7 +445,7 @@ static int latent_record(lsdm_record *out, const denoiser *dn, const den_opts *o
                                    : lsdm_record_set(out, "name", name);
     if (!rc) rc = lsdm_record_set(out, "role", "latent");
     if (!rc) rc = lsdm_record_set(out, "latent", "prequant");
-    if (!rc) rc = lsdm_record_set(out, "vq-factor", vq_factor_format(f, ft));
+    if (!rc) rc = lsdm_record_set(out, "vq-factor", vqgan_factors_format(f, ft));
     if (!rc && dn->d.vq_model[0]) rc = lsdm_record_set(out, "vq-model", dn->d.vq_model);
     if (!rc) rc = lsdm_record_setf(out, "image-shape", "%lld,%lld,%lld", (long long)(ld[0] * f[0]),
                                    (long long)(ld[1] * f[1]), (long long)(ld[2] * f[2]));

@@ -127,7 +127,7 @@ static float *latent_vectors(nn_ctx *c, const vqgan *m, const dec_opts *o, const
         return NULL;
     }
     if ((key = lsdm_record_get(in, "vq-factor")) &&
-        (vq_factor_parse(key, kf) || memcmp(kf, f, sizeof kf))) {
+        (vqgan_factors_parse(key, kf) || memcmp(kf, f, sizeof kf))) {
         lsdm_err("latent of downsampling %.20s, the model's is %s", key, vqgan_factor_text(&m->cfg));
         return NULL;
     }
