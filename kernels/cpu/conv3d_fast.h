@@ -9,10 +9,11 @@
  * against the weights packed once per call. Data gradient: the weights
  * packed transposed (per thread, its input channels), the output gradient
  * of a slab packed once, then per chunk of channels dcol = W^T dy and
- * col2vol. Weight gradient (4 <= Cout <= 64; with more channels BLAS was
- * faster, measured on the UNet's 128-512): dot products of output-gradient
- * rows with column-matrix rows along the slab's voxels (no packing). The thread
- * splits are those of the BLAS path, so no two threads write one value. */
+ * col2vol. Weight gradient: from channels-last input on the micro-kernel
+ * (conv3d_wgrad.h) where Cin >= 16 and Cout >= 8; else (4 <= Cout <= 64)
+ * dot products of output-gradient rows with column-matrix rows along the
+ * slab's voxels (no packing). The thread splits are those of the BLAS
+ * path, so no two threads write one value. */
 #include <stdint.h>
 
 #include "gemm_avx512.h"
@@ -72,13 +73,16 @@ static void conv3d_fast_plan_make(conv3d_fast_plan *p, const conv3d_dims *d) {
 }
 
 #include "conv3d_implicit.h" /* the forward's implicit GEMM, tried first */
+#include "conv3d_wgrad.h"    /* the weight gradient from channels-last input, tried first */
 
 static size_t conv3d_fast_workspace(const conv3d_dims *d) {
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     size_t f = p.ap_f + d->threads * p.per_f, x = d->threads * p.per_x, w = d->threads * p.per_w;
     size_t m = f > x ? (f > w ? f : w) : (x > w ? x : w), i = conv3d_implicit_workspace(d);
-    return m > i ? m : i;
+    size_t g = conv3d_wgrad_workspace(d);
+    m = m > i ? m : i;
+    return m > g ? m : g;
 }
 
 /* Rows [k0, k1) of the column matrix of output rows [r0, r1) straight
@@ -164,7 +168,7 @@ static int conv3d_fast_forward(float *out, float *work, const float *inp, const 
 /* dinp += the data gradient; 0, or -1 if the fast path does not apply. */
 static int conv3d_fast_data_grad(float *dinp, float *work, const float *dout, const float *weight,
                                  const conv3d_dims *d) {
-    if (conv3d_is_pointwise(d) || d->Cout < GEMM_MR || !gemm_avx512_usable()) return -1;
+    if (!work || conv3d_is_pointwise(d) || d->Cout < GEMM_MR || !gemm_avx512_usable()) return -1;
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     const int P = d->OD * d->OH * d->OW, kvol = d->kd * d->kh * d->kw, K = d->Cin * kvol;
@@ -203,7 +207,9 @@ static int conv3d_fast_data_grad(float *dinp, float *work, const float *dout, co
 /* dweight += the weight gradient; 0, or -1 if the fast path does not apply. */
 static int conv3d_fast_weight_grad(float *dweight, float *work, const float *dout,
                                    const float *inp, const conv3d_dims *d) {
-    if (conv3d_is_pointwise(d) || d->Cout < 4 || d->Cout > CF_WCO || !gemm_avx512_usable()) return -1;
+    if (!work || !gemm_avx512_usable()) return -1; /* no workspace: the GEMM path */
+    if (conv3d_wgrad_cl(dweight, work, dout, inp, d) == 0) return 0;
+    if (conv3d_is_pointwise(d) || d->Cout < 4 || d->Cout > CF_WCO) return -1;
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     const int P = d->OD * d->OH * d->OW, K = d->Cin * d->kd * d->kh * d->kw;

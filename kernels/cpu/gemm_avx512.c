@@ -251,6 +251,59 @@ AVX512 void gemm_avx512_copy(float *dst, const float *src, int n) {
     }
 }
 
+/* r[j] <- column j of the 16x16 block r (row i in r[i]): pairs of rows
+ * interleaved, then 4x4 blocks within each 128-bit lane, then the lanes
+ * across registers; 64 shuffles. */
+AVX512 static inline void gemm_transpose_16x16(__m512 *r) {
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 16; i += 4) { // r[4g+m], lane L: rows 4g..4g+3 of column 4L+m
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) {
+        t[m] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0x88);
+        t[m + 4] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0xdd);
+        t[m + 8] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0x88);
+        t[m + 12] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0xdd);
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) {
+        r[m] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0x88);
+        r[m + 8] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0xdd);
+        r[m + 4] = _mm512_shuffle_f32x4(t[m + 4], t[m + 12], 0x88);
+        r[m + 12] = _mm512_shuffle_f32x4(t[m + 4], t[m + 12], 0xdd);
+    }
+}
+
+AVX512 void gemm_avx512_transpose(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds, int R,
+                                  int C) {
+    for (int r0 = 0; r0 < R; r0 += 16) {
+        const int nr = R - r0 < 16 ? R - r0 : 16;
+        const __mmask16 rmask = (__mmask16)((1u << nr) - 1);
+        for (int c0 = 0; c0 < C; c0 += 16) {
+            const int nc = C - c0 < 16 ? C - c0 : 16;
+            const __mmask16 cmask = (__mmask16)((1u << nc) - 1);
+            __m512 v[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                v[i] = i < nr ? _mm512_maskz_loadu_ps(cmask, src + (r0 + i) * lds + c0) : _mm512_setzero_ps();
+            gemm_transpose_16x16(v);
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++)
+                if (j < nc) _mm512_mask_storeu_ps(dst + (c0 + j) * ldd + r0, rmask, v[j]);
+        }
+    }
+}
+
 AVX512 void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *bias,
                                 const float *B, ptrdiff_t ldb, int M, int N, int K) {
     for (int m = 0; m < M; m++) {
@@ -306,6 +359,12 @@ void gemm_avx512_gather_s2(float *dst, const float *src, int n) {
 }
 void gemm_avx512_copy(float *dst, const float *src, int n) {
     (void)dst, (void)src, (void)n;
+    abort();
+}
+
+void gemm_avx512_transpose(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds, int R,
+                           int C) {
+    (void)dst, (void)ldd, (void)src, (void)lds, (void)R, (void)C;
     abort();
 }
 

@@ -53,6 +53,12 @@ void gemm_avx512_nt(float *C, ptrdiff_t ldc, const float *A, ptrdiff_t lda, cons
 void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *bias,
                          const float *B, ptrdiff_t ldb, int M, int N, int K);
 
+/* dst (C x R, row stride ldd) = src (R x C, row stride lds)^T, in 16x16
+ * blocks (the channels-last copy of the weight gradient's input); reads
+ * and writes nothing outside the two matrices. */
+void gemm_avx512_transpose(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds, int R,
+                           int C);
+
 /* dst[i] = src[2*i] for i < n (vol2col of a stride-2 conv along W); reads
  * nothing past src[2*(n-1)]. */
 void gemm_avx512_gather_s2(float *dst, const float *src, int n);

@@ -285,8 +285,13 @@ static void test_slabs_and_accumulation(const float *cfg, const char *name) {
  * blocks in order: 1, 2 and 3 threads give the same bits; it equals the
  * double reference, and the path without a workspace (the GEMMs over all
  * columns) to rounding. */
-static void test_pointwise_threads(void) {
-    const float cfg[24] = {0, 2, 8, 5, 33, 40, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1};
+/* The backward gives the same bits for 1, 2 and 3 threads where its
+ * sums do not follow the thread split: all of the fused pointwise
+ * backward, the channels-last weight gradient and the bias gradient (the
+ * data gradient's slabs, and so its rounding, depend on the thread count:
+ * dx_too 0); and dW agrees with the double reference and with the path
+ * it replaces (the GEMM without workspace; dot products or BLAS). */
+static void test_threads(const float *cfg, const char *name, int dx_too) {
     op_case o;
     CHECK(op_from_cfg(&o, cfg, 0) == 0 && o.nwork > 1);
     bufs A, B;
@@ -300,19 +305,26 @@ static void test_pointwise_threads(void) {
         dt.threads = T;
         memset(B.dxf, 0, o.nx * 4), memset(B.dwf, 0, o.nw * 4), memset(B.dbf, 0, o.nb * 4);
         conv3d_backward(B.dxf, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf, &dt);
-        CHECK(!memcmp(A.dxf, B.dxf, o.nx * 4) && !memcmp(A.dwf, B.dwf, o.nw * 4) &&
-              !memcmp(A.dbf, B.dbf, o.nb * 4));
+        CHECK(!dx_too || !memcmp(A.dxf, B.dxf, o.nx * 4));
+        CHECK(!memcmp(A.dwf, B.dwf, o.nw * 4));
+        CHECK(!memcmp(A.dbf, B.dbf, o.nb * 4));
     }
     conv3d_backward_f64(A.dx, A.dw, A.db, A.work, A.g, A.x, A.w, &o.c);
     memset(B.dwf, 0, o.nw * 4), memset(B.dbf, 0, o.nb * 4);
-    conv3d_backward(NULL, B.dwf, B.dbf, NULL, B.gf, B.xf, B.wf, &o.c); /* no work: the GEMM path */
+    if (cfg[7] == 1 && cfg[8] == 1 && cfg[9] == 1) /* pointwise, no work: the GEMM path */
+        conv3d_backward(NULL, B.dwf, B.dbf, NULL, B.gf, B.xf, B.wf, &o.c);
+    else { /* the channels-last weight gradient off: dot products or BLAS */
+        setenv("LSDM_CONV_WGRAD", "0", 1);
+        conv3d_backward(NULL, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf, &o.c);
+        unsetenv("LSDM_CONV_WGRAD");
+    }
     double e = 0, m = 0, e2 = 0;
     for (size_t i = 0; i < o.nw; i++) {
         m = fmax(m, fabs(A.dw[i]));
         e = fmax(e, fabs(A.dwf[i] - A.dw[i])), e2 = fmax(e2, fabs((double)A.dwf[i] - B.dwf[i]));
     }
-    printf("pointwise backward: 1 = 2 = 3 threads; dW vs double %.2e, vs unfused %.2e (max %.3g)\n",
-           e / m, e2 / m, m);
+    printf("%s backward: 1 = 2 = 3 threads; dW vs double %.2e, vs the other path %.2e (max %.3g)\n",
+           name, e / m, e2 / m, m);
     CHECK(m > 0 && e <= 1e-5 * m && e2 <= 1e-5 * m);
     bufs_free(&A), bufs_free(&B);
 }
@@ -424,6 +436,22 @@ static void test_gather_s2(void) {
     }
     CHECK(bad == 0);
     printf("gather_s2, copy: lengths 0..40, %d wrong values\n", bad);
+    /* the 16x16-block transpose: every size up to 2 blocks and a bit, into
+     * a destination whose other values stay */
+    bad = 0;
+    enum { LDS = 40, LDD = 41 };
+    float src[37 * LDS], dst[37 * LDD];
+    for (int i = 0; i < 37 * LDS; i++) src[i] = (float)i;
+    for (int R = 1; R <= 37; R++)
+        for (int C = 1; C <= 37; C++) {
+            for (int i = 0; i < 37 * LDD; i++) dst[i] = -1;
+            gemm_avx512_transpose(dst, LDD, src, LDS, R, C);
+            for (int j = 0; j < 37; j++)
+                for (int i = 0; i < LDD; i++)
+                    bad += dst[j * LDD + i] != (j < C && i < R ? src[i * LDS + j] : -1.0f);
+        }
+    CHECK(bad == 0);
+    printf("transpose: 1..37 x 1..37, %d wrong values\n", bad);
 }
 
 int main(void) {
@@ -487,9 +515,20 @@ int main(void) {
         {"pw_8-64", {0, 2, 8, 3, 5, 37, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"pw_16-3_nobias", {0, 1, 16, 3, 20, 45, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0}},
         {"pw_17-5", {0, 1, 17, 2, 9, 11, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1}},
+        /* the channels-last weight gradient (Cin >= 16, Cout >= 8): slabs of
+         * rows with a shorter last one (replicate padding); of whole planes
+         * with a shorter last one, stride 2, two samples; dilation 2 and
+         * a last group of 8 of 40 channels; Cout not a multiple of 8 */
+        {"wg_rows_rep", {0, 1, 20, 3, 30, 40, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        {"wg_planes_s2", {0, 2, 24, 10, 20, 20, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"wg_dil2_c40", {0, 1, 40, 5, 9, 11, 16, 3, 3, 3, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0}},
+        {"wg_k133_co13", {0, 2, 32, 4, 12, 50, 13, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
     };
     for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
     test_gather_s2();
-    test_pointwise_threads();
+    const float pw_threads[24] = {0, 2, 8, 5, 33, 40, 64, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 1};
+    const float wg_threads[24] = {0, 2, 40, 5, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1};
+    test_threads(pw_threads, "pointwise", 1);
+    test_threads(wg_threads, "channels-last dW", 0);
     return check_done("test_conv3d");
 }
