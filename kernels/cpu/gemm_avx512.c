@@ -251,6 +251,18 @@ AVX512 void gemm_avx512_copy(float *dst, const float *src, int n) {
     }
 }
 
+/* dst[i] = lanes (0, 2) of src[i] then of src[i+s], dst[i+s] = lanes
+ * (1, 3) of both, for every i without bit s: one exchange of 128-bit lanes
+ * of the 16x16 transpose. */
+AVX512 static inline void gemm_lane_pairs(__m512 *dst, const __m512 *src, int s) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        if (!(i & s)) {
+            dst[i] = _mm512_shuffle_f32x4(src[i], src[i + s], 0x88);
+            dst[i + s] = _mm512_shuffle_f32x4(src[i], src[i + s], 0xdd);
+        }
+}
+
 /* r[j] <- column j of the 16x16 block r (row i in r[i]): pairs of rows
  * interleaved, then 4x4 blocks within each 128-bit lane, then the lanes
  * across registers; 64 shuffles. */
@@ -268,20 +280,8 @@ AVX512 static inline void gemm_transpose_16x16(__m512 *r) {
         r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
-#pragma GCC unroll 4
-    for (int m = 0; m < 4; m++) {
-        t[m] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0x88);
-        t[m + 4] = _mm512_shuffle_f32x4(r[m], r[m + 4], 0xdd);
-        t[m + 8] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0x88);
-        t[m + 12] = _mm512_shuffle_f32x4(r[m + 8], r[m + 12], 0xdd);
-    }
-#pragma GCC unroll 4
-    for (int m = 0; m < 4; m++) {
-        r[m] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0x88);
-        r[m + 8] = _mm512_shuffle_f32x4(t[m], t[m + 8], 0xdd);
-        r[m + 4] = _mm512_shuffle_f32x4(t[m + 4], t[m + 12], 0x88);
-        r[m + 12] = _mm512_shuffle_f32x4(t[m + 4], t[m + 12], 0xdd);
-    }
+    gemm_lane_pairs(t, r, 4); // then 128-bit lanes: t[i] lanes 0,2 of r[i], r[i+4]; t[i+4] lanes 1,3
+    gemm_lane_pairs(r, t, 8);
 }
 
 AVX512 void gemm_avx512_transpose(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds, int R,
