@@ -304,7 +304,10 @@ static void test_threads(const float *cfg, const char *name, int dx_too) {
         conv3d_dims dt = o.c;
         dt.threads = T;
         memset(B.dxf, 0, o.nx * 4), memset(B.dwf, 0, o.nw * 4), memset(B.dbf, 0, o.nb * 4);
-        conv3d_backward(B.dxf, B.dwf, B.dbf, B.workf, B.gf, B.xf, B.wf, &dt);
+        float *work = malloc((conv3d_workspace_size(&dt) + 1) * sizeof *work); /* sized per thread count */
+        CHECK(work != NULL);
+        if (work) conv3d_backward(B.dxf, B.dwf, B.dbf, work, B.gf, B.xf, B.wf, &dt);
+        free(work);
         CHECK(!dx_too || !memcmp(A.dxf, B.dxf, o.nx * 4));
         CHECK(!memcmp(A.dwf, B.dwf, o.nw * 4));
         CHECK(!memcmp(A.dbf, B.dbf, o.nb * 4));
@@ -530,5 +533,8 @@ int main(void) {
     const float wg_threads[24] = {0, 2, 40, 5, 20, 30, 24, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1};
     test_threads(pw_threads, "pointwise", 1);
     test_threads(wg_threads, "channels-last dW", 0);
+    /* one slab in all: the output channels split among the threads */
+    const float wg_split[24] = {0, 1, 32, 4, 6, 6, 40, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1};
+    test_threads(wg_split, "channels-last dW, 1 slab", 0);
     return check_done("test_conv3d");
 }
