@@ -4,12 +4,15 @@
  * does not apply (no AVX-512, LSDM_CPU_ISA=generic, a pointwise conv, too
  * few output channels to fill the register tile); the BLAS path then runs.
  *
- * Forward, per slab of output rows and per block of <= 256 column-matrix
- * rows: vol2col straight into 32-column panels, and the 8x32 micro-kernel
- * against the weights packed once per call. Data gradient: the weights
- * packed transposed (per thread, its input channels), the output gradient
- * of a slab packed once, then per chunk of channels dcol = W^T dy and
- * col2vol. Weight gradient: from channels-last input on the micro-kernel
+ * Forward, tried in order: the short-K 1x1x1 kernel, Winograd F(2,3)
+ * along W for zero-padded 3-wide kernels (conv3d_wino.h, the UNet's), the
+ * implicit GEMM (conv3d_implicit.h), then per slab of output rows and per
+ * block of <= 256 column-matrix rows: vol2col straight into 32-column
+ * panels, and the 8x32 micro-kernel against the weights packed once per
+ * call. Data gradient: where it is a Winograd forward of dy (stride 1,
+ * zero padding), that; else the weights packed transposed (per thread, its
+ * input channels), the output gradient of a slab packed once, then per
+ * chunk of channels dcol = W^T dy and col2vol. Weight gradient: from channels-last input on the micro-kernel
  * (conv3d_wgrad.h) where Cin >= 16 and Cout >= 8; else (4 <= Cout <= 64)
  * dot products of output-gradient rows with column-matrix rows along the
  * slab's voxels (no packing). The thread splits are those of the BLAS
@@ -77,13 +80,20 @@ static void conv3d_fast_plan_make(conv3d_fast_plan *p, const conv3d_dims *d) {
 
 #include "conv3d_implicit.h" /* the forward's implicit GEMM, tried first */
 #include "conv3d_wgrad.h"    /* the weight gradient from channels-last input, tried first */
+#include "conv3d_wino.h"     /* Winograd F(2,3) along W: the UNet's (1,3,3) forward and dx */
 
 static size_t conv3d_fast_workspace(const conv3d_dims *d) {
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     size_t f = p.ap_f + d->threads * p.per_f, x = d->threads * p.per_x, w = d->threads * p.per_w;
     size_t m = f > x ? (f > w ? f : w) : (x > w ? x : w), i = conv3d_implicit_workspace(d);
-    size_t g = conv3d_wgrad_workspace(d);
+    size_t g = conv3d_wgrad_workspace(d), wi = conv3d_wino_workspace(d);
+    conv3d_dims t;
+    if (conv3d_wino_dgrad_dims(&t, d) == 0) { /* the data gradient's forward */
+        size_t wt = conv3d_wino_workspace(&t);
+        wi = wi > wt ? wi : wt;
+    }
+    g = g > wi ? g : wi;
     m = m > i ? m : i;
     return m > g ? m : g;
 }
@@ -131,6 +141,7 @@ static int conv3d_fast_forward(float *out, float *work, const float *inp, const 
                                const float *bias, const conv3d_dims *d, float beta) {
     if (!gemm_avx512_usable()) return -1;
     if (conv3d_fast_pointwise(out, inp, weight, bias, d, beta) == 0) return 0;
+    if (conv3d_wino_forward(out, work, inp, weight, bias, d, beta, 0) == 0) return 0;
     if (conv3d_implicit_forward(out, work, inp, weight, bias, d, beta) == 0) return 0;
     if (conv3d_is_pointwise(d) || d->Cout < GEMM_MR) return -1;
     conv3d_fast_plan p;
@@ -171,7 +182,11 @@ static int conv3d_fast_forward(float *out, float *work, const float *inp, const 
 /* dinp += the data gradient; 0, or -1 if the fast path does not apply. */
 static int conv3d_fast_data_grad(float *dinp, float *work, const float *dout, const float *weight,
                                  const conv3d_dims *d) {
-    if (!work || conv3d_is_pointwise(d) || d->Cout < GEMM_MR || !gemm_avx512_usable()) return -1;
+    if (!work || !gemm_avx512_usable()) return -1;
+    conv3d_dims t;
+    if (conv3d_wino_dgrad_dims(&t, d) == 0 && conv3d_wino_forward(dinp, work, dout, weight, NULL, &t, 1.0f, 1) == 0)
+        return 0;
+    if (conv3d_is_pointwise(d) || d->Cout < GEMM_MR) return -1;
     conv3d_fast_plan p;
     conv3d_fast_plan_make(&p, d);
     const int P = d->OD * d->OH * d->OW, kvol = d->kd * d->kh * d->kw, K = d->Cin * kvol;

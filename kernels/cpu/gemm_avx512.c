@@ -304,6 +304,25 @@ AVX512 void gemm_avx512_transpose(float *dst, ptrdiff_t ldd, const float *src, p
     }
 }
 
+AVX512 void gemm_avx512_wino_out(float *y, const float *m, size_t qs, float bias, float beta) {
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512 bv = _mm512_set1_ps(bias), vbeta = _mm512_set1_ps(beta);
+    for (int h = 0; h < 2; h++, m += 16, y += 32) { // tiles 16h.. -> outputs 32h..
+        __m512 m0 = _mm512_loadu_ps(m), m1 = _mm512_loadu_ps(m + qs);
+        __m512 m2 = _mm512_loadu_ps(m + 2 * qs), m3 = _mm512_loadu_ps(m + 3 * qs);
+        __m512 e = _mm512_add_ps(_mm512_add_ps(m0, m1), m2), o = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        __m512 y0 = _mm512_add_ps(_mm512_permutex2var_ps(e, lo, o), bv);
+        __m512 y1 = _mm512_add_ps(_mm512_permutex2var_ps(e, hi, o), bv);
+        if (beta != 0) {
+            y0 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(y), y0);
+            y1 = _mm512_fmadd_ps(vbeta, _mm512_loadu_ps(y + 16), y1);
+        }
+        _mm512_storeu_ps(y, y0);
+        _mm512_storeu_ps(y + 16, y1);
+    }
+}
+
 AVX512 void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *bias,
                                 const float *B, ptrdiff_t ldb, int M, int N, int K) {
     for (int m = 0; m < M; m++) {
@@ -359,6 +378,11 @@ void gemm_avx512_gather_s2(float *dst, const float *src, int n) {
 }
 void gemm_avx512_copy(float *dst, const float *src, int n) {
     (void)dst, (void)src, (void)n;
+    abort();
+}
+
+void gemm_avx512_wino_out(float *y, const float *m, size_t qs, float bias, float beta) {
+    (void)y, (void)m, (void)qs, (void)bias, (void)beta;
     abort();
 }
 

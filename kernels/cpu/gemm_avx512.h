@@ -59,6 +59,12 @@ void gemm_avx512_short_k(float *C, ptrdiff_t ldc, const float *A, const float *b
 void gemm_avx512_transpose(float *dst, ptrdiff_t ldd, const float *src, ptrdiff_t lds, int R,
                            int C);
 
+/* Winograd F(2,3)'s output step (conv3d_wino.h): 32 tiles of the four
+ * products m0..m3 (rows of 32 floats, qs apart from one product to the
+ * next) into 64 consecutive outputs, y = beta*y + bias + the pairs
+ * (m0+m1+m2, m1-m2-m3) in order; beta 0 never reads y. */
+void gemm_avx512_wino_out(float *y, const float *m, size_t qs, float bias, float beta);
+
 /* dst[i] = src[2*i] for i < n (vol2col of a stride-2 conv along W); reads
  * nothing past src[2*(n-1)]. */
 void gemm_avx512_gather_s2(float *dst, const float *src, int n);

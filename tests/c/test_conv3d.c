@@ -526,6 +526,13 @@ int main(void) {
         {"wg_planes_s2", {0, 2, 24, 10, 20, 20, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"wg_dil2_c40", {0, 1, 40, 5, 9, 11, 16, 3, 3, 3, 1, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0}},
         {"wg_k133_co13", {0, 2, 32, 4, 12, 50, 13, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
+        /* Winograd F(2,3) along W (conv3d_wino.h), forward and data gradient:
+         * 8x8 planes (one run of 32 tiles each) with a partial last panel;
+         * 3x3x3 on 16x16 planes (4 runs a plane, a last job of fewer runs);
+         * rows of 32 tiles (W 64) */
+        {"wino_8x8", {0, 2, 24, 3, 8, 8, 28, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"wino_16x16_k3", {0, 1, 16, 5, 16, 16, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
+        {"wino_w64", {0, 1, 24, 2, 3, 64, 24, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}},
     };
     for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
     test_gather_s2();
