@@ -87,7 +87,8 @@ static size_t conv3d_fast_workspace(const conv3d_dims *d) {
     conv3d_fast_plan_make(&p, d);
     size_t f = p.ap_f + d->threads * p.per_f, x = d->threads * p.per_x, w = d->threads * p.per_w;
     size_t m = f > x ? (f > w ? f : w) : (x > w ? x : w), i = conv3d_implicit_workspace(d);
-    size_t g = conv3d_wgrad_workspace(d), wi = conv3d_wino_workspace(d);
+    size_t g = conv3d_wgrad_workspace(d), wi = conv3d_wino_workspace(d), ww = conv3d_wino_wgrad_workspace(d);
+    wi = wi > ww ? wi : ww;
     conv3d_dims t;
     if (conv3d_wino_dgrad_dims(&t, d) == 0) { /* the data gradient's forward */
         size_t wt = conv3d_wino_workspace(&t);
@@ -226,6 +227,7 @@ static int conv3d_fast_data_grad(float *dinp, float *work, const float *dout, co
 static int conv3d_fast_weight_grad(float *dweight, float *work, const float *dout,
                                    const float *inp, const conv3d_dims *d) {
     if (!work || !gemm_avx512_usable()) return -1; /* no workspace: the GEMM path */
+    if (conv3d_wino_wgrad(dweight, work, dout, inp, d) == 0) return 0;
     if (conv3d_wgrad_cl(dweight, work, dout, inp, d) == 0) return 0;
     if (conv3d_is_pointwise(d) || d->Cout < 4 || d->Cout > CF_WCO) return -1;
     conv3d_fast_plan p;

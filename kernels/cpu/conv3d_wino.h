@@ -1,6 +1,6 @@
-/* conv3d's forward by Winograd F(2,3) along W (float, AVX-512), included
- * once by conv3d_fast.h; tried first by the forward and, through it, by
- * the data gradient.
+/* conv3d by Winograd F(2,3) along W (float, AVX-512), included once by
+ * conv3d_fast.h; tried first by the forward, the data gradient (a forward
+ * of dy) and, with many channels, the weight gradient (end of file).
  *
  * Applies to stride 1, dilation 1, kw 3 with one column of zero padding,
  * an even W and planes whose tiles (below) form runs of 32: the UNet's
@@ -30,6 +30,7 @@
 
 #define CW3_RUNS 4                /* runs of 32 tiles per job: they share the weight panels' reads */
 #define CW3_MAX (32L << 20)       /* floats of the transformed weights and input, at most */
+#define CW3_MIN_CC 8192           /* Cin*Cout below: the weight gradient stays direct */
 #define CW3_MIN_K 64              /* Cin*kd*kh below: the transforms would outweigh the GEMMs (not measured) */
 
 typedef struct {
@@ -114,6 +115,15 @@ static void cw3_weights(float *const up[4], const float *w, const conv3d_dims *d
         }
 }
 
+/* The four transformed rows o[q] (T tiles) of an input row s of 2T
+ * columns, zero past both ends. */
+static void cw3_row(float *const o[4], const float *s, int T) {
+    for (int t = 0; t < T; t++) {
+        float d0 = t ? s[2 * t - 1] : 0, d1 = s[2 * t], d2 = s[2 * t + 1], d3 = t + 1 < T ? s[2 * t + 2] : 0;
+        o[0][t] = d0 - d2, o[1][t] = d1 + d2, o[2][t] = d2 - d1, o[3][t] = d1 - d3;
+    }
+}
+
 /* V_p of sample x (Cin, D, H, W): row (ci, zp, yp) holds the T tiles of
  * input row (zp - pd, yp - ph), zeros outside the volume. */
 static void cw3_input(float *const v[4], const float *x, const conv3d_dims *d, const conv3d_wino_plan *p) {
@@ -126,11 +136,7 @@ static void cw3_input(float *const v[4], const float *x, const conv3d_dims *d, c
             for (int q = 0; q < 4; q++) memset(o[q], 0, (size_t)T * sizeof *o[q]);
             continue;
         }
-        const float *s = x + (((size_t)ci * d->D + id) * d->H + ih) * W;
-        for (int t = 0; t < T; t++) {
-            float d0 = t ? s[2 * t - 1] : 0, d1 = s[2 * t], d2 = s[2 * t + 1], d3 = t + 1 < T ? s[2 * t + 2] : 0;
-            o[0][t] = d0 - d2, o[1][t] = d1 + d2, o[2][t] = d2 - d1, o[3][t] = d1 - d3;
-        }
+        cw3_row(o, x + (((size_t)ci * d->D + id) * d->H + ih) * W, T);
     }
 }
 
@@ -190,6 +196,83 @@ static int conv3d_wino_forward(float *out, float *work, const float *inp, const 
                         }
             }
         }
+    }
+    return 0;
+}
+
+/* The weight gradient through the same transform. With per tile
+ *   dm0 = dy(2t), dm1 = dy(2t) + dy(2t+1), dm2 = dy(2t) - dy(2t+1), dm3 = -dy(2t+1)
+ * and V_q of the unpadded input, dU_q is the weight gradient of a (kd,kh,1)
+ * conv taking V_q (Cin, D, H, T) to dm_q (Cout, OD, OH, T): four of
+ * conv3d_wgrad_cl's, two thirds of the direct work; then
+ *   dg0 += dU0 + (dU1+dU2)/2,  dg1 += (dU1-dU2)/2,  dg2 += (dU1+dU2)/2 + dU3. */
+static int cw3_sub_dims(conv3d_dims *s, const conv3d_dims *d) {
+    *s = (conv3d_dims){.N = d->N, .Cin = d->Cin, .D = d->D, .H = d->H, .W = d->W / 2, .Cout = d->Cout,
+                       .kd = d->kd, .kh = d->kh, .kw = 1, .pd = d->pd, .ph = d->ph, .pw = 0,
+                       .pad_mode = CONV3D_PAD_ZERO, .threads = d->threads};
+    conv3d_wino_plan p;
+    conv3d_wgrad_plan w;
+    /* the transforms of x and dy against the work saved: at 64 x 64
+     * channels (8x64x64) it was slower than the direct path (16.8 against
+     * 15.6 ms), at 128 x 128 faster (14.0 against 16.2) */
+    if ((long)d->Cin * d->Cout < CW3_MIN_CC || conv3d_wino_plan_make(&p, d) < 0 || conv3d_dims_init(s) < 0 || conv3d_wgrad_plan_make(&w, s) < 0)
+        return -1;
+    return 0;
+}
+
+/* Floats of V_q, dm_q (four each), dU_q (four) and the sub-problems' workspace. */
+static size_t conv3d_wino_wgrad_workspace(const conv3d_dims *d) {
+    conv3d_dims s;
+    if (cw3_sub_dims(&s, d) < 0) return 0;
+    size_t nv = (size_t)d->N * d->Cin * d->D * d->H * s.W, nm = (size_t)d->N * d->Cout * d->OD * d->OH * s.W;
+    size_t nu = (size_t)d->Cout * d->Cin * d->kd * d->kh;
+    return 4 * (nv + nm + nu + 3 * CF_ALIGN) + conv3d_wgrad_workspace(&s) + CF_ALIGN;
+}
+
+/* dweight += the weight gradient; 0, or -1 if the path does not apply. */
+static int conv3d_wino_wgrad(float *dweight, float *work, const float *dout, const float *inp,
+                             const conv3d_dims *d) {
+    conv3d_dims s;
+    if (cw3_sub_dims(&s, d) < 0) return -1;
+    if (4.0 * ((double)s.N * d->Cin * d->D * d->H * s.W + (double)s.N * d->Cout * d->OD * d->OH * s.W) >
+        2.0 * CW3_MAX)
+        return -1;
+    const int T = s.W, kv = d->kd * d->kh;
+    const size_t nv = (size_t)d->N * d->Cin * d->D * d->H * T, nm = (size_t)d->N * d->Cout * d->OD * d->OH * T;
+    const size_t nu = (size_t)d->Cout * d->Cin * kv;
+    float *v[4], *m[4], *u[4], *p = work;
+    for (int q = 0; q < 4; q++) v[q] = cf_align(p), p = v[q] + nv;
+    for (int q = 0; q < 4; q++) m[q] = cf_align(p), p = m[q] + nm;
+    for (int q = 0; q < 4; q++) u[q] = cf_align(p), p = u[q] + nu;
+    float *sub = cf_align(p);
+    const long vrows = (long)d->N * d->Cin * d->D * d->H, mrows = (long)d->N * d->Cout * d->OD * d->OH;
+#pragma omp parallel num_threads(d->threads)
+    {
+#pragma omp for schedule(static) nowait
+        for (long r = 0; r < vrows; r++) {
+            float *o[4] = {v[0] + r * T, v[1] + r * T, v[2] + r * T, v[3] + r * T};
+            cw3_row(o, inp + r * d->W, T);
+        }
+#pragma omp for schedule(static) nowait
+        for (long r = 0; r < mrows; r++) {
+            const float *g = dout + r * d->OW;
+            float *o0 = m[0] + r * T, *o1 = m[1] + r * T, *o2 = m[2] + r * T, *o3 = m[3] + r * T;
+            for (int t = 0; t < T; t++) {
+                float e = g[2 * t], od = g[2 * t + 1];
+                o0[t] = e, o1[t] = e + od, o2[t] = e - od, o3[t] = -od;
+            }
+        }
+#pragma omp for schedule(static)
+        for (int q = 0; q < 4; q++) memset(u[q], 0, nu * sizeof *u[q]);
+    }
+    for (int q = 0; q < 4; q++)
+        if (conv3d_wgrad_cl(u[q], sub, m[q], v[q], &s) < 0) return -1; /* cannot fail: planned above */
+#pragma omp parallel for schedule(static) num_threads(d->threads)
+    for (long i = 0; i < (long)nu; i++) {
+        float *g = dweight + i * 3, h = 0.5f * (u[1][i] + u[2][i]);
+        g[0] += u[0][i] + h;
+        g[1] += 0.5f * (u[1][i] - u[2][i]);
+        g[2] += h + u[3][i];
     }
     return 0;
 }

@@ -543,5 +543,8 @@ int main(void) {
     /* one slab in all: the output channels split among the threads */
     const float wg_split[24] = {0, 1, 32, 4, 6, 6, 40, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1};
     test_threads(wg_split, "channels-last dW, 1 slab", 0);
+    /* Winograd along W: dW from four channels-last sub-gradients */
+    const float wino_threads[24] = {0, 2, 96, 3, 8, 8, 96, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1};
+    test_threads(wino_threads, "Winograd dW", 0);
     return check_done("test_conv3d");
 }
