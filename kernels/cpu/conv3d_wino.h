@@ -2,9 +2,10 @@
  * conv3d_fast.h; tried first by the forward, the data gradient (a forward
  * of dy) and, with many channels, the weight gradient (end of file).
  *
- * Applies to stride 1, dilation 1, kw 3 with one column of zero padding,
+ * Applies to stride 1, dilation 1, kw 3 with one column of padding (zeros,
+ * or the edge: replicate padding goes through the transform unchanged),
  * an even W and planes whose tiles (below) form runs of 32: the UNet's
- * in-plane (1,3,3) convs. Two outputs along W come from four inputs d0..d3
+ * (1,3,3) and the VQ-GAN's 3x3x3 convs. Two outputs along W come from four inputs d0..d3
  * (input columns 2t-1 .. 2t+2):
  *
  *   y(2t) = m0 + m1 + m2,   y(2t+1) = m1 - m2 - m3,   m_p = sum U_p V_p,
@@ -18,7 +19,7 @@
  * contiguous run spanning 32/T rows (gemm_avx512_rows_tile reads it in
  * place, as the implicit GEMM does). The data gradient of such a conv is
  * the forward of dy with the weights transposed and flipped (padding
- * k-1-p), so it runs here too. Against the direct sum the rounding differs
+ * k-1-p), so it runs here too where the padding is zeros. Against the direct sum the rounding differs
  * by the transforms' few ulps; tests/c/test_conv3d.c holds both passes to
  * the double reference. Tried before and dropped: F(2x2,3x3) over H and W,
  * whose 2D transforms cost more than they saved (bench/RESULTS.md).
@@ -30,7 +31,7 @@
 
 #define CW3_RUNS 4                /* runs of 32 tiles per job: they share the weight panels' reads */
 #define CW3_MAX (32L << 20)       /* floats of the transformed weights and input, at most */
-#define CW3_MIN_CC 8192           /* Cin*Cout below: the weight gradient stays direct */
+#define CW3_MIN_CC 32768          /* Cin*Cout*kd*kh below: the weight gradient stays direct */
 #define CW3_MIN_K 64              /* Cin*kd*kh below: the transforms would outweigh the GEMMs (not measured) */
 
 typedef struct {
@@ -42,7 +43,7 @@ typedef struct {
 /* 0 and the plan, or -1 when this path does not apply. */
 static int conv3d_wino_plan_make(conv3d_wino_plan *p, const conv3d_dims *d) {
     if (d->sd != 1 || d->sh != 1 || d->sw != 1 || d->dd != 1 || d->dh != 1 || d->dw != 1 ||
-        d->kw != 3 || d->pw != 1 || d->pad_mode != CONV3D_PAD_ZERO || d->W % 2 || d->Cout < GEMM_MR)
+        d->kw != 3 || d->pw != 1 || d->W % 2 || d->Cout < GEMM_MR)
         return -1;
     const char *env = getenv("LSDM_CONV_WINO"); /* 0: off, to compare the paths */
     if (env && strcmp(env, "0") == 0) return -1;
@@ -116,27 +117,31 @@ static void cw3_weights(float *const up[4], const float *w, const conv3d_dims *d
 }
 
 /* The four transformed rows o[q] (T tiles) of an input row s of 2T
- * columns, zero past both ends. */
-static void cw3_row(float *const o[4], const float *s, int T) {
+ * columns, zero past both ends or (rep) the edge value. */
+static void cw3_row(float *const o[4], const float *s, int T, int rep) {
+    const float left = rep ? s[0] : 0, right = rep ? s[2 * T - 1] : 0;
     for (int t = 0; t < T; t++) {
-        float d0 = t ? s[2 * t - 1] : 0, d1 = s[2 * t], d2 = s[2 * t + 1], d3 = t + 1 < T ? s[2 * t + 2] : 0;
+        float d0 = t ? s[2 * t - 1] : left, d1 = s[2 * t], d2 = s[2 * t + 1], d3 = t + 1 < T ? s[2 * t + 2] : right;
         o[0][t] = d0 - d2, o[1][t] = d1 + d2, o[2][t] = d2 - d1, o[3][t] = d1 - d3;
     }
 }
 
 /* V_p of sample x (Cin, D, H, W): row (ci, zp, yp) holds the T tiles of
- * input row (zp - pd, yp - ph), zeros outside the volume. */
+ * input row (zp - pd, yp - ph); outside the volume zeros or the edge row. */
 static void cw3_input(float *const v[4], const float *x, const conv3d_dims *d, const conv3d_wino_plan *p) {
-    const int T = p->T, W = d->W, nrow = d->Cin * p->Dp * p->Hp;
+    const int T = p->T, W = d->W, nrow = d->Cin * p->Dp * p->Hp, rep = d->pad_mode == CONV3D_PAD_REPLICATE;
 #pragma omp for schedule(static)
     for (int r = 0; r < nrow; r++) {
         int ci = r / (p->Dp * p->Hp), id = r / p->Hp % p->Dp - d->pd, ih = r % p->Hp - d->ph;
         float *o[4] = {v[0] + (size_t)r * T, v[1] + (size_t)r * T, v[2] + (size_t)r * T, v[3] + (size_t)r * T};
-        if (id < 0 || id >= d->D || ih < 0 || ih >= d->H) {
+        if (rep) {
+            id = id < 0 ? 0 : id >= d->D ? d->D - 1 : id;
+            ih = ih < 0 ? 0 : ih >= d->H ? d->H - 1 : ih;
+        } else if (id < 0 || id >= d->D || ih < 0 || ih >= d->H) {
             for (int q = 0; q < 4; q++) memset(o[q], 0, (size_t)T * sizeof *o[q]);
             continue;
         }
-        cw3_row(o, x + (((size_t)ci * d->D + id) * d->H + ih) * W, T);
+        cw3_row(o, x + (((size_t)ci * d->D + id) * d->H + ih) * W, T, rep);
     }
 }
 
@@ -209,13 +214,14 @@ static int conv3d_wino_forward(float *out, float *work, const float *inp, const 
 static int cw3_sub_dims(conv3d_dims *s, const conv3d_dims *d) {
     *s = (conv3d_dims){.N = d->N, .Cin = d->Cin, .D = d->D, .H = d->H, .W = d->W / 2, .Cout = d->Cout,
                        .kd = d->kd, .kh = d->kh, .kw = 1, .pd = d->pd, .ph = d->ph, .pw = 0,
-                       .pad_mode = CONV3D_PAD_ZERO, .threads = d->threads};
+                       .pad_mode = d->pad_mode, .threads = d->threads};
     conv3d_wino_plan p;
     conv3d_wgrad_plan w;
-    /* the transforms of x and dy against the work saved: at 64 x 64
-     * channels (8x64x64) it was slower than the direct path (16.8 against
-     * 15.6 ms), at 128 x 128 faster (14.0 against 16.2) */
-    if ((long)d->Cin * d->Cout < CW3_MIN_CC || conv3d_wino_plan_make(&p, d) < 0 || conv3d_dims_init(s) < 0 || conv3d_wgrad_plan_make(&w, s) < 0)
+    /* the transforms of x and dy against the work saved, measured against
+     * the direct path: (1,3,3) at 64 x 64 channels slower (16.8 against 15.6
+     * ms), at 128 x 128 faster (14.0 against 16.2); 3x3x3 at 64 x 64 faster
+     * (21.0-22.4 against 24.6-25.4) */
+    if ((long)d->Cin * d->Cout * d->kd * d->kh < CW3_MIN_CC || conv3d_wino_plan_make(&p, d) < 0 || conv3d_dims_init(s) < 0 || conv3d_wgrad_plan_make(&w, s) < 0)
         return -1;
     return 0;
 }
@@ -251,7 +257,7 @@ static int conv3d_wino_wgrad(float *dweight, float *work, const float *dout, con
 #pragma omp for schedule(static) nowait
         for (long r = 0; r < vrows; r++) {
             float *o[4] = {v[0] + r * T, v[1] + r * T, v[2] + r * T, v[3] + r * T};
-            cw3_row(o, inp + r * d->W, T);
+            cw3_row(o, inp + r * d->W, T, d->pad_mode == CONV3D_PAD_REPLICATE);
         }
 #pragma omp for schedule(static) nowait
         for (long r = 0; r < mrows; r++) {

@@ -533,6 +533,8 @@ int main(void) {
         {"wino_8x8", {0, 2, 24, 3, 8, 8, 28, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"wino_16x16_k3", {0, 1, 16, 5, 16, 16, 8, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}},
         {"wino_w64", {0, 1, 24, 2, 3, 64, 24, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}},
+        /* ... with replicate padding (forward only: its data gradient is not a forward) */
+        {"wino_rep_k3", {0, 2, 16, 4, 8, 32, 16, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1}},
     };
     for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) test_isa_paths(isa[i].cfg, isa[i].name);
     test_gather_s2();
@@ -546,5 +548,7 @@ int main(void) {
     /* Winograd along W: dW from four channels-last sub-gradients */
     const float wino_threads[24] = {0, 2, 96, 3, 8, 8, 96, 1, 3, 3, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1};
     test_threads(wino_threads, "Winograd dW", 0);
+    const float wino_rep_threads[24] = {0, 1, 96, 3, 6, 16, 96, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1};
+    test_threads(wino_rep_threads, "Winograd dW, replicate", 0);
     return check_done("test_conv3d");
 }
