@@ -221,9 +221,12 @@ static int cw3_sub_dims(conv3d_dims *s, const conv3d_dims *d) {
      * the direct path: (1,3,3) at 64 x 64 channels slower (16.8 against 15.6
      * ms), at 128 x 128 faster (14.0 against 16.2); 3x3x3 at 64 x 64 faster
      * (21.0-22.4 against 24.6-25.4) */
-    if ((long)d->Cin * d->Cout * d->kd * d->kh < CW3_MIN_CC || conv3d_wino_plan_make(&p, d) < 0 || conv3d_dims_init(s) < 0 || conv3d_wgrad_plan_make(&w, s) < 0)
+    if ((long)d->Cin * d->Cout * d->kd * d->kh < CW3_MIN_CC || conv3d_wino_plan_make(&p, d) < 0 ||
+        conv3d_dims_init(s) < 0 || conv3d_wgrad_plan_make(&w, s) < 0)
         return -1;
-    return 0;
+    /* V_q and dm_q: twice the input and twice dy */
+    double vm = 4.0 * ((double)s->N * d->Cin * d->D * d->H * s->W + (double)s->N * d->Cout * d->OD * d->OH * s->W);
+    return vm > 2.0 * CW3_MAX ? -1 : 0;
 }
 
 /* Floats of V_q, dm_q (four each), dU_q (four) and the sub-problems' workspace. */
@@ -240,9 +243,6 @@ static int conv3d_wino_wgrad(float *dweight, float *work, const float *dout, con
                              const conv3d_dims *d) {
     conv3d_dims s;
     if (cw3_sub_dims(&s, d) < 0) return -1;
-    if (4.0 * ((double)s.N * d->Cin * d->D * d->H * s.W + (double)s.N * d->Cout * d->OD * d->OH * s.W) >
-        2.0 * CW3_MAX)
-        return -1;
     const int T = s.W, kv = d->kd * d->kh;
     const size_t nv = (size_t)d->N * d->Cin * d->D * d->H * T, nm = (size_t)d->N * d->Cout * d->OD * d->OH * T;
     const size_t nu = (size_t)d->Cout * d->Cin * kv;
