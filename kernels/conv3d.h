@@ -72,6 +72,9 @@ void conv3d_blas_threads(void);
 
 /* Elements of `work` the forward and backward need (0 for a pointwise conv). */
 size_t conv3d_workspace_size(const conv3d_dims *d);
+/* Elements of `work` conv3d_forward alone needs (<= conv3d_workspace_size;
+ * inference allocates this: the gradients' paths can need more). */
+size_t conv3d_forward_workspace_size(const conv3d_dims *d);
 
 /* Floating-point operations of one forward, 2 per multiply-add (the data
  * and the weight gradient cost the same each). */

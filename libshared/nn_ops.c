@@ -136,7 +136,7 @@ nn_tensor *nn_conv3d(nn_ctx *c, const nn_conv *l, nn_tensor *x) {
         return NULL;
     }
     nn_tensor *y = nn_tensor_new(c, d.N, d.Cout, d.OD, d.OH, d.OW);
-    size_t ws = conv3d_workspace_size(&d);
+    size_t ws = conv3d_forward_workspace_size(&d);
     float *work = ws ? nn_scratch(c, ws) : NULL;
     if (!y || (ws && !work)) return NULL;
     conv3d_forward(y->data, work, x->data, l->w->data, l->b ? l->b->data : NULL, &d);
@@ -171,7 +171,7 @@ nn_tensor *nn_conv3d_pair(nn_ctx *c, const nn_conv *a, const nn_conv *b, nn_tens
         c->failed = 1;
         return NULL;
     }
-    size_t wa = a->w->n, wb = b->w->n, ws = conv3d_workspace_size(&d);
+    size_t wa = a->w->n, wb = b->w->n, ws = conv3d_forward_workspace_size(&d);
     float *w = nn_scratch(c, wa + wb + d.Cout), *bias = w ? w + wa + wb : NULL;
     float *work = ws ? nn_scratch(c, ws) : NULL;
     nn_tensor *y = nn_tensor_new(c, d.N, d.Cout, d.OD, d.OH, d.OW);

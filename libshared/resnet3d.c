@@ -213,7 +213,7 @@ static nn_tensor *conv_fwd(nn_ctx *c, const nn_conv *l, int dilation, nn_tensor 
         return fail(c);
     }
     nn_tensor *y = nn_tensor_new(c, d.N, d.Cout, d.OD, d.OH, d.OW);
-    size_t ws = conv3d_workspace_size(&d);
+    size_t ws = conv3d_forward_workspace_size(&d);
     float *work = ws ? nn_scratch(c, ws) : NULL;
     if (!y || (ws && !work)) {
         nn_drop(c, y);

@@ -99,6 +99,16 @@ static size_t conv3d_fast_workspace(const conv3d_dims *d) {
     return m > g ? m : g;
 }
 
+/* What the forward alone needs: the packed path, the implicit GEMM and the
+ * Winograd forward (not the gradients' paths, which can be larger). */
+static size_t conv3d_fast_forward_workspace(const conv3d_dims *d) {
+    conv3d_fast_plan p;
+    conv3d_fast_plan_make(&p, d);
+    size_t f = p.ap_f + d->threads * p.per_f, i = conv3d_implicit_workspace(d), w = conv3d_wino_workspace(d);
+    f = f > i ? f : i;
+    return f > w ? f : w;
+}
+
 /* Rows [k0, k1) of the column matrix of output rows [r0, r1) straight
  * into 32-column panels (gemm_avx512.h's Bp layout with K = k1-k0), one
  * row at a time through `row` (q floats, stays in L1); the last panel's

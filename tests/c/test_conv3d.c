@@ -386,6 +386,16 @@ static void test_isa_paths(const float *cfg, const char *name) {
     for (size_t i = 0; i < o.nx; i++) A.dxf[i] = B.dxf[i] = 0.25f, A.dx[i] = 0.25;
     for (size_t i = 0; i < o.nw; i++) A.dwf[i] = B.dwf[i] = -0.5f, A.dw[i] = -0.5;
     fwd32(&o, A.yf, A.workf, A.xf, A.wf, A.bf);
+    if (o.kind == 0) { /* the forward alone in exactly its own workspace: the same bits */
+        size_t nf = conv3d_forward_workspace_size(&o.c);
+        float *fw = nf ? malloc(nf * sizeof *fw) : NULL, *y2 = malloc(o.ny * sizeof *y2);
+        CHECK(nf <= conv3d_workspace_size(&o.c) && (fw || !nf) && y2);
+        if ((fw || !nf) && y2) {
+            conv3d_forward(y2, fw, A.xf, A.wf, o.has_bias ? A.bf : NULL, &o.c);
+            CHECK(!memcmp(y2, A.yf, o.ny * sizeof *y2));
+        }
+        free(fw), free(y2);
+    }
     bwd32(&o, A.dxf, A.dwf, A.dbf, A.workf, A.gf, A.xf, A.wf);
     setenv("LSDM_CPU_ISA", "generic", 1);
     CHECK(gemm_avx512_usable() == 0);
