@@ -18,8 +18,8 @@ static int conv3d_fast_data_grad(float *dinp, float *work, const float *dout, co
                                  const conv3d_dims *d);
 static int conv3d_fast_weight_grad(float *dweight, float *work, const float *dout,
                                    const float *inp, const conv3d_dims *d);
-static size_t conv3d_fast_workspace(const conv3d_dims *d);
 static size_t conv3d_fast_forward_workspace(const conv3d_dims *d);
+static size_t conv3d_fast_backward_workspace(const conv3d_dims *d);
 
 /* Default column elements per slab: 256 Ki floats = 1 MiB, which keeps the
  * slab's column matrix in a core's L2 while BLAS packs and multiplies it
@@ -111,24 +111,23 @@ static int conv3d_slab_rows(const conv3d_dims *d) {
     return (int)rows;
 }
 
+size_t conv3d_forward_workspace_size(const conv3d_dims *d) {
+    if (conv3d_is_pointwise(d)) return 0;
+    size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
+    size_t blas = (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW; /* one slab per thread */
+    size_t fast = conv3d_fast_forward_workspace(d); /* whichever path runs */
+    return blas > fast ? blas : fast;
+}
+
 size_t conv3d_workspace_size(const conv3d_dims *d) {
     if (conv3d_pw_small(d)) { /* the fused backward's per-block sums */
         long P = (long)d->OD * d->OH * d->OW, cols = conv3d_pw_cols(d, 1);
         return (size_t)((P + cols - 1) / cols) * ((size_t)d->Cout * d->Cin + d->Cout);
     }
     if (conv3d_is_pointwise(d)) return 0;
-    size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
-    size_t blas = (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW; /* one slab per thread */
-    size_t fast = conv3d_fast_workspace(d); /* whichever path runs */
-    return blas > fast ? blas : fast;
-}
-
-size_t conv3d_forward_workspace_size(const conv3d_dims *d) {
-    if (conv3d_is_pointwise(d)) return 0;
-    size_t K = (size_t)d->Cin * d->kd * d->kh * d->kw;
-    size_t blas = (size_t)d->threads * K * (size_t)conv3d_slab_rows(d) * d->OW;
-    size_t fast = conv3d_fast_forward_workspace(d);
-    return blas > fast ? blas : fast;
+    /* the BLAS backward's slabs are the forward's */
+    size_t f = conv3d_forward_workspace_size(d), b = conv3d_fast_backward_workspace(d);
+    return f > b ? f : b;
 }
 
 double conv3d_flops(const conv3d_dims *d) {

@@ -5,17 +5,18 @@
  * few output channels to fill the register tile); the BLAS path then runs.
  *
  * Forward, tried in order: the short-K 1x1x1 kernel, Winograd F(2,3)
- * along W for zero-padded 3-wide kernels (conv3d_wino.h, the UNet's), the
- * implicit GEMM (conv3d_implicit.h), then per slab of output rows and per
- * block of <= 256 column-matrix rows: vol2col straight into 32-column
- * panels, and the 8x32 micro-kernel against the weights packed once per
- * call. Data gradient: where it is a Winograd forward of dy (stride 1,
- * zero padding), that; else the weights packed transposed (per thread, its
- * input channels), the output gradient of a slab packed once, then per
- * chunk of channels dcol = W^T dy and col2vol. Weight gradient: from channels-last input on the micro-kernel
- * (conv3d_wgrad.h) where Cin >= 16 and Cout >= 8; else (4 <= Cout <= 64)
- * dot products of output-gradient rows with column-matrix rows along the
- * slab's voxels (no packing). The thread splits are those of the BLAS
+ * along W for 3-wide kernels (conv3d_wino.h), the implicit GEMM
+ * (conv3d_implicit.h), then per slab of output rows and per block of <= 256
+ * column-matrix rows: vol2col straight into 32-column panels, and the 8x32
+ * micro-kernel against the weights packed once per call. Data gradient:
+ * where it is a Winograd forward of dy (stride 1, zero padding), that;
+ * else the weights packed transposed (per thread, its input channels), the
+ * output gradient of a slab packed once, then per chunk of channels dcol =
+ * W^T dy and col2vol. Weight gradient: Winograd with many channels, else
+ * from channels-last input on the micro-kernel (conv3d_wgrad.h) where Cin
+ * >= 16 and Cout >= 8; else (4 <= Cout <= 64) dot products of
+ * output-gradient rows with column-matrix rows along the slab's voxels (no
+ * packing). The packed paths' thread splits are those of the BLAS
  * path, so no two threads write one value. */
 #include <stdint.h>
 
@@ -82,23 +83,6 @@ static void conv3d_fast_plan_make(conv3d_fast_plan *p, const conv3d_dims *d) {
 #include "conv3d_wgrad.h"    /* the weight gradient from channels-last input, tried first */
 #include "conv3d_wino.h"     /* Winograd F(2,3) along W: the UNet's (1,3,3) forward and dx */
 
-static size_t conv3d_fast_workspace(const conv3d_dims *d) {
-    conv3d_fast_plan p;
-    conv3d_fast_plan_make(&p, d);
-    size_t f = p.ap_f + d->threads * p.per_f, x = d->threads * p.per_x, w = d->threads * p.per_w;
-    size_t m = f > x ? (f > w ? f : w) : (x > w ? x : w), i = conv3d_implicit_workspace(d);
-    size_t g = conv3d_wgrad_workspace(d), wi = conv3d_wino_workspace(d), ww = conv3d_wino_wgrad_workspace(d);
-    wi = wi > ww ? wi : ww;
-    conv3d_dims t;
-    if (conv3d_wino_dgrad_dims(&t, d) == 0) { /* the data gradient's forward */
-        size_t wt = conv3d_wino_workspace(&t);
-        wi = wi > wt ? wi : wt;
-    }
-    g = g > wi ? g : wi;
-    m = m > i ? m : i;
-    return m > g ? m : g;
-}
-
 /* What the forward alone needs: the packed path, the implicit GEMM and the
  * Winograd forward (not the gradients' paths, which can be larger). */
 static size_t conv3d_fast_forward_workspace(const conv3d_dims *d) {
@@ -107,6 +91,22 @@ static size_t conv3d_fast_forward_workspace(const conv3d_dims *d) {
     size_t f = p.ap_f + d->threads * p.per_f, i = conv3d_implicit_workspace(d), w = conv3d_wino_workspace(d);
     f = f > i ? f : i;
     return f > w ? f : w;
+}
+
+/* What the gradients' paths need beyond that. */
+static size_t conv3d_fast_backward_workspace(const conv3d_dims *d) {
+    conv3d_fast_plan p;
+    conv3d_fast_plan_make(&p, d);
+    size_t m = d->threads * (p.per_x > p.per_w ? p.per_x : p.per_w);
+    size_t g = conv3d_wgrad_workspace(d), ww = conv3d_wino_wgrad_workspace(d);
+    m = m > g ? m : g;
+    m = m > ww ? m : ww;
+    conv3d_dims t;
+    if (conv3d_wino_dgrad_dims(&t, d) == 0) { /* the data gradient's forward */
+        size_t wt = conv3d_wino_workspace(&t);
+        m = m > wt ? m : wt;
+    }
+    return m;
 }
 
 /* Rows [k0, k1) of the column matrix of output rows [r0, r1) straight
