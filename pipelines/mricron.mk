@@ -17,6 +17,8 @@ GRID ?= 64x192x160
 VQ_STEPS ?= 2000
 LDM_STEPS ?= 2000
 SEED ?= 0
+# the tiny VQ-GAN at f 4, as the default pipeline's (configs/vq-tiny-f4.conf)
+VQ_CONFIG ?= $(PIPE)/configs/vq-tiny-f4.conf
 GUIDANCE ?= 1.5
 
 .DELETE_ON_ERROR:
@@ -28,7 +30,7 @@ $(OUT)/t1.lsdm:
 $(OUT)/atlas.lsdm: $(PIPE)/aal-groups.map
 	$(STAGE) $@ mask2sem -q --map @$(PIPE)/aal-groups.map --crop $(GRID) --name ch2 $(TEMPLATES)/aal.nii.gz -o $@
 $(OUT)/vq.st: $(OUT)/t1.lsdm
-	$(STAGE) $@ vq-train -q -c tiny --steps $(VQ_STEPS) --seed $(SEED) --export $(OUT)/vq.export.st -o $@ $<
+	$(STAGE) $@ vq-train -q -c $(VQ_CONFIG) --steps $(VQ_STEPS) --seed $(SEED) --export $(OUT)/vq.export.st -o $@ $<
 $(OUT)/z.lsdm: $(OUT)/t1.lsdm $(OUT)/vq.st
 	$(STAGE) $@ vq-encode -q -m $(OUT)/vq.st $< -o $@
 $(OUT)/ldm.st: $(OUT)/z.lsdm $(OUT)/atlas.lsdm $(OUT)/vq.st

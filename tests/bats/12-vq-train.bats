@@ -16,6 +16,7 @@ setup() {
     [ "$(st_meta "$TMP/m.st" step)" = 4 ]
     [ "$(st_meta "$TMP/m.st" codebook_ready)" = 1 ]
     st_meta "$TMP/m.st" config | grep -qx 'n_hiddens = 8'
+    st_meta "$TMP/m.st" config | grep -qx 'downsample = 2,2,2'   # tiny: f 2
     python3 - "$TMP/m.st" <<'EOF'
 import json, struct, sys
 b = open(sys.argv[1], 'rb').read()
@@ -67,7 +68,7 @@ EOF
     run_tool 0 vq-train "${FAST[@]}" --steps 2 -o "$TMP/m.st" "$TMP/train.lsdm"
     run_tool 0 vq-encode -m "$TMP/m.st" -o "$TMP/z.lsdm" "$TMP/val.lsdm"
     run_tool 0 vol-info --json --no-stats "$TMP/z.lsdm"
-    [[ "$output" == *'"shape":[8,2,8,8]'* ]]
+    [[ "$output" == *'"shape":[8,4,16,16]'* ]]   # tiny: f 2
 }
 
 @test "a config with per-axis downsampling (2,4,4): blocks, checkpoint, latents" {
@@ -144,8 +145,8 @@ EOF
     run_tool 2 vq-train "$TMP/train.lsdm"
     [[ "$stderr" == *"-o CKPT"* ]]
     run_tool 2 vq-train -o "$TMP/m.st"
-    run_tool 2 vq-train --block 6x16x16 -o "$TMP/m.st" "$TMP/train.lsdm"
-    [[ "$stderr" == *"multiple of the downsampling 4"* ]]
+    run_tool 2 vq-train --block 5x16x16 -o "$TMP/m.st" "$TMP/train.lsdm"
+    [[ "$stderr" == *"multiple of the downsampling 2"* ]]
     run_tool 2 vq-train -c tiny-spade -o "$TMP/m.st" "$TMP/train.lsdm"
     [[ "$stderr" == *"--seg"* ]]
     run_tool 2 vq-train --flip xyz -o "$TMP/m.st" "$TMP/train.lsdm"
@@ -181,4 +182,18 @@ EOF
     run_tool 2 seg-train --foreground 2 "$TMP/train.lsdm" "$TMP/train.lsdm" -o "$TMP/m.st"
     [ "${stderr_lines[0]}" = "seg-train: error: --foreground: not a number in [0,1]: 2" ]
     [ ! -e "$TMP/m.st" ]
+}
+
+@test "the pipelines' tiny at f 4: a config file 'base = tiny' + 'downsample = 4'" {
+    run_tool 0 vq-train "${FAST[@]}" --steps 1 -c "$TOP/pipelines/configs/vq-tiny-f4.conf" \
+        -o "$TMP/f4.st" "$TMP/train.lsdm"
+    st_meta "$TMP/f4.st" config | grep -qx 'downsample = 4,4,4'
+    st_meta "$TMP/f4.st" config | grep -qx 'n_codes = 1024'
+    run_tool 0 vq-encode -m "$TMP/f4.st" "$TMP/val.lsdm" -o "$TMP/z.lsdm"
+    run_tool 0 vol-info --json --no-stats "$TMP/z.lsdm"
+    [[ "$output" == *'"shape":[8,2,8,8]'* ]]
+    printf 'base = tiny\nbase = huge\n' >"$TMP/bad.conf"
+    run_tool 1 vq-train "${FAST[@]}" --steps 1 -c "$TMP/bad.conf" -o "$TMP/bad.st" "$TMP/train.lsdm"
+    assert_one_error_line vq-train
+    [[ "$stderr" == *"line 2"*"huge"* ]]
 }
