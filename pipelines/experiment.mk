@@ -34,7 +34,7 @@ PHANTOM_SHAPE ?= 32x256x256
 MASK2SEM_ARGS ?=
 
 # ---- models
-VQ_CONFIG ?= $(PIPE)/configs/vq-tiny-f4.conf
+VQ_CONFIG ?= tiny-f4
 VQ_STEPS ?= 2000
 VQ_SEED ?= 0
 VQ_ARGS ?=

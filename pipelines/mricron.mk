@@ -17,8 +17,8 @@ GRID ?= 64x192x160
 VQ_STEPS ?= 2000
 LDM_STEPS ?= 2000
 SEED ?= 0
-# the tiny VQ-GAN at f 4, as the default pipeline's (configs/vq-tiny-f4.conf)
-VQ_CONFIG ?= $(PIPE)/configs/vq-tiny-f4.conf
+# the tiny VQ-GAN at f 4, as the default pipeline's
+VQ_CONFIG ?= tiny-f4
 GUIDANCE ?= 1.5
 
 .DELETE_ON_ERROR:

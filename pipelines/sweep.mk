@@ -4,8 +4,7 @@
 #   make -f pipelines/sweep.mk SWEEP=GUIDANCE VALUES="0 1 1.5 3"
 #   make -f pipelines/sweep.mk SWEEP=SAMPLE_STEPS VALUES="10 50 100"
 #   make -f pipelines/sweep.mk SWEEP=GENERATOR VALUES="ldm noise"
-#   make -f pipelines/sweep.mk SWEEP=VQ_CONFIG \
-#        VALUES="pipelines/configs/vq-tiny-f4.conf pipelines/configs/vq-tiny-f4-spade.conf"
+#   make -f pipelines/sweep.mk SWEEP=VQ_CONFIG VALUES="tiny-f4 tiny-f4-spade"
 #
 # Settings of the sampling stage share one OUT (the models are trained
 # once, each value samples into its own synth folder); any other setting

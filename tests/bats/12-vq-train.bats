@@ -184,9 +184,11 @@ EOF
     [ ! -e "$TMP/m.st" ]
 }
 
-@test "the pipelines' tiny at f 4: a config file 'base = tiny' + 'downsample = 4'" {
-    run_tool 0 vq-train "${FAST[@]}" --steps 1 -c "$TOP/pipelines/configs/vq-tiny-f4.conf" \
-        -o "$TMP/f4.st" "$TMP/train.lsdm"
+@test "the pipelines' tiny-f4, and a config file 'base = tiny' + 'downsample = 4' that is the same" {
+    run_tool 0 vq-train "${FAST[@]}" --steps 1 -c tiny-f4 -o "$TMP/f4.st" "$TMP/train.lsdm"
+    printf 'base = tiny\ndownsample = 4\n' >"$TMP/f4.conf"
+    run_tool 0 vq-train "${FAST[@]}" --steps 1 -c "$TMP/f4.conf" -o "$TMP/f4b.st" "$TMP/train.lsdm"
+    cmp "$TMP/f4.st" "$TMP/f4b.st"
     st_meta "$TMP/f4.st" config | grep -qx 'downsample = 4,4,4'
     st_meta "$TMP/f4.st" config | grep -qx 'n_codes = 1024'
     run_tool 0 vq-encode -m "$TMP/f4.st" "$TMP/val.lsdm" -o "$TMP/z.lsdm"

@@ -163,9 +163,11 @@ static void test_config_text(void) {
     CHECK(vqgan_config_parse(&b, "downsample = 2,4,4\n") == 0 && vqgan_config_check(&b) == 0);
     CHECK(!strcmp(vqgan_factor_text(&b), "2,4,4") && vqgan_factor(&b, 0) == 2);
     CHECK(!strcmp(vqgan_factor_text(&a), "2") && vqgan_isotropic(&a));
-    /* "base = NAME" then changes: the pipelines' tiny at f 4 */
+    /* "base = NAME" then changes: tiny-spade at f 4 is tiny-f4-spade */
     vqgan_config_named(&b, "med-lsdm");
     CHECK(vqgan_config_parse(&b, "base = tiny-spade\ndownsample = 4\n") == 0);
+    vqgan_config c;
+    CHECK(vqgan_config_named(&c, "tiny-f4-spade") == 0 && !memcmp(&b, &c, sizeof b));
     CHECK(b.n_hiddens == 8 && b.n_codes == 1024 && b.spade && !strcmp(vqgan_factor_text(&b), "4"));
     CHECK(vqgan_config_parse(&b, "n_codes = 64\nbase = bogus\n") < 0);
     CHECK(strstr(lsdm_err_msg(), "line 2") && strstr(lsdm_err_msg(), "bogus"));
