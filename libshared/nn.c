@@ -130,15 +130,110 @@ struct nn_block {
     int used;
 };
 
+struct nn_range {
+    size_t off, size;
+};
+
+static void blocks_trim(nn_ctx *c);
+
+static void note_use(nn_ctx *c, size_t bytes) {
+    c->bytes_in_use += bytes;
+    if (c->bytes_in_use > c->bytes_peak) c->bytes_peak = c->bytes_in_use;
+}
+
+/* Inference's slab. A forward frees each activation as soon as it is used,
+ * so the sizes it holds at once vary from op to op; blocks cached by size
+ * and trimmed to the peak kept missing (a DDIM step mapped, and the kernel
+ * zeroed, gigabytes afresh: a quarter of the sampler's time at f 2). One
+ * buffer handed out best-fit holds a forward in about its peak, and a
+ * repeated forward (the next step, the next tile) maps nothing. */
+static void *slab_take(nn_ctx *c, size_t bytes) {
+    if (!c->slab) return NULL;
+    if (c->nranges == c->cap_ranges) {
+        int cap = c->cap_ranges ? 2 * c->cap_ranges : 256;
+        nn_range *nr = realloc(c->ranges, (size_t)cap * sizeof *nr);
+        if (!nr) return NULL;
+        c->ranges = nr;
+        c->cap_ranges = cap;
+    }
+    size_t at = 0, best_gap = (size_t)-1, best_at = 0;
+    int best = -1;
+    for (int i = 0; i <= c->nranges; i++) {
+        size_t end = i < c->nranges ? c->ranges[i].off : c->slab_size;
+        size_t gap = end - at;
+        if (gap >= bytes && gap < best_gap) best_gap = gap, best_at = at, best = i;
+        if (i < c->nranges) at = c->ranges[i].off + c->ranges[i].size;
+    }
+    if (best < 0) return NULL;
+    memmove(&c->ranges[best + 1], &c->ranges[best], (size_t)(c->nranges - best) * sizeof *c->ranges);
+    c->ranges[best] = (nn_range){best_at, bytes};
+    c->nranges++;
+    return c->slab + best_at;
+}
+
+static int slab_give(nn_ctx *c, void *p) {
+    if (!c->slab || (char *)p < c->slab || (char *)p >= c->slab + c->slab_size) return 0;
+    size_t off = (size_t)((char *)p - c->slab);
+    int lo = 0, hi = c->nranges - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (c->ranges[mid].off == off) {
+            c->bytes_in_use -= c->ranges[mid].size;
+            memmove(&c->ranges[mid], &c->ranges[mid + 1],
+                    (size_t)(c->nranges - mid - 1) * sizeof *c->ranges);
+            c->nranges--;
+            return 1;
+        }
+        if (c->ranges[mid].off < off) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return 1; /* inside the slab but not live: released already */
+}
+
+/* With the slab empty, a miss seen since it was made and one whole forward
+ * seen (its peak is known): a new slab for that peak less what is held
+ * elsewhere now, 1/8 more for the gaps that best-fit leaves, and at least
+ * 1/8 more than the old one. Not while what is in use is most of the peak:
+ * a context whose tensors all stay (cached features) would hold them twice.
+ * A single forward keeps to blocks, as before: no slab sized from half a
+ * pass beside the blocks of the other half. */
+static void slab_regrow(nn_ctx *c) {
+    size_t want = c->bytes_peak > c->bytes_in_use ? c->bytes_peak - c->bytes_in_use : 0;
+    if (!c->resets || want < c->slab_missed) return;
+    want += want / 8;
+    if (want < c->slab_size + c->slab_size / 8) want = c->slab_size + c->slab_size / 8;
+    want = (want + 63) & ~(size_t)63;
+    free(c->slab);
+    c->bytes_held -= c->slab_size;
+    c->slab = NULL;
+    c->slab_size = 0;
+    c->slab_missed = 0;
+    blocks_trim(c); /* the blocks that stood in for it */
+    c->slab = aligned_alloc(64, want);
+    if (c->slab) {
+        c->slab_size = want;
+        c->bytes_held += want;
+        c->allocs++;
+    }
+}
+
 static void *ctx_alloc(nn_ctx *c, size_t bytes) {
     if (bytes == 0) bytes = 64;
     bytes = (bytes + 63) & ~(size_t)63;
+    if (!c->record) {
+        if (c->nranges == 0 && c->slab_missed) slab_regrow(c);
+        void *p = slab_take(c, bytes);
+        if (p) {
+            note_use(c, bytes);
+            return p;
+        }
+        if (bytes > c->slab_missed) c->slab_missed = bytes;
+    }
     for (int i = 0; i < c->nblocks; i++) {
         nn_block *b = &c->blocks[i];
         if (!b->used && b->size == bytes) {
             b->used = 1;
-            c->bytes_in_use += bytes;
-            if (c->bytes_in_use > c->bytes_peak) c->bytes_peak = c->bytes_in_use;
+            note_use(c, bytes);
             return b->ptr;
         }
     }
@@ -152,11 +247,10 @@ static void *ctx_alloc(nn_ctx *c, size_t bytes) {
     /* A miss. Training keeps its cache: trimming here would make the next
      * step miss too, one size after another, and a step repeats the same
      * sizes. Inference gives back what is cached but unused only when
-     * keeping it would hold more than the peak in use so far, so memory
-     * held stays the memory a forward needs (weights + a few activations)
-     * while repeated tiles still find their blocks. */
+     * keeping it would hold more than the peak in use so far (these blocks
+     * stand in for the slab until it is regrown). */
     size_t need = c->bytes_in_use + bytes > c->bytes_peak ? c->bytes_in_use + bytes : c->bytes_peak;
-    if (!c->record && c->bytes_held + bytes > need) nn_ctx_trim(c);
+    if (!c->record && c->bytes_held + bytes > need) blocks_trim(c);
     void *p = aligned_alloc(64, bytes);
     if (!p) {
         nn_ctx_trim(c);
@@ -164,9 +258,9 @@ static void *ctx_alloc(nn_ctx *c, size_t bytes) {
         if (!p) goto fail;
     }
     c->blocks[c->nblocks++] = (nn_block){p, bytes, 1};
+    c->allocs++;
     c->bytes_held += bytes;
-    c->bytes_in_use += bytes;
-    if (c->bytes_in_use > c->bytes_peak) c->bytes_peak = c->bytes_in_use;
+    note_use(c, bytes);
     return p;
 fail:
     if (!c->failed) lsdm_err("out of memory (%zu MiB more needed, %zu MiB in use)",
@@ -176,17 +270,23 @@ fail:
 }
 
 static void ctx_release(nn_ctx *c, void *p) {
-    if (!p) return;
+    if (!p || slab_give(c, p)) return;
     for (int i = c->nblocks - 1; i >= 0; i--) {
-        if (c->blocks[i].ptr == p) {
-            if (c->blocks[i].used) c->bytes_in_use -= c->blocks[i].size;
-            c->blocks[i].used = 0;
-            return;
+        nn_block *b = &c->blocks[i];
+        if (b->ptr != p) continue;
+        if (b->used) c->bytes_in_use -= b->size;
+        b->used = 0;
+        /* a block that stood in for a slab too small: the slab serves now */
+        if (!c->record && c->slab) {
+            free(b->ptr);
+            c->bytes_held -= b->size;
+            *b = c->blocks[--c->nblocks];
         }
+        return;
     }
 }
 
-void nn_ctx_trim(nn_ctx *c) {
+static void blocks_trim(nn_ctx *c) {
     int k = 0;
     for (int i = 0; i < c->nblocks; i++) {
         if (c->blocks[i].used) {
@@ -197,6 +297,16 @@ void nn_ctx_trim(nn_ctx *c) {
         }
     }
     c->nblocks = k;
+}
+
+void nn_ctx_trim(nn_ctx *c) {
+    blocks_trim(c);
+    if (c->slab && c->nranges == 0) {
+        free(c->slab);
+        c->bytes_held -= c->slab_size;
+        c->slab = NULL;
+        c->slab_size = 0;
+    }
 }
 
 float *nn_scratch(nn_ctx *c, size_t floats) { return ctx_alloc(c, floats * sizeof(float)); }
@@ -222,12 +332,14 @@ void nn_ctx_reset(nn_ctx *c) {
     c->nnodes = 0;
     c->args_len = 0;
     c->failed = 0;
+    c->resets++;
 }
 
 void nn_ctx_free(nn_ctx *c) {
     nn_ctx_reset(c);
     nn_ctx_trim(c);
     free(c->blocks);
+    free(c->ranges);
     free(c->tensors);
     free(c->nodes);
     free(c->args);

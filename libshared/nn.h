@@ -81,6 +81,7 @@ typedef struct {
 } nn_tensor;
 
 typedef struct nn_block nn_block;
+typedef struct nn_range nn_range;
 typedef void (*nn_backward_fn)(void *ctx, void *args);
 
 typedef struct {
@@ -89,6 +90,13 @@ typedef struct {
     nn_block *blocks;
     int nblocks, cap_blocks;
     size_t bytes_in_use, bytes_peak, bytes_held;
+    size_t allocs;          /* blocks and slabs taken from the system */
+    /* inference: one slab, handed out best-fit, regrown when empty */
+    char *slab;
+    size_t slab_size, slab_missed;
+    int resets;             /* nn_ctx_reset calls: forwards seen whole */
+    nn_range *ranges;       /* live parts of the slab, by offset */
+    int nranges, cap_ranges;
     /* tensors handed out since the last reset */
     nn_tensor **tensors;
     int ntensors, cap_tensors;
