@@ -136,6 +136,16 @@ struct nn_range {
 
 static void blocks_trim(nn_ctx *c);
 
+/* items with room for one more than n (doubling from 256), or NULL with
+ * items and *cap unchanged. */
+static void *grow_array(void *items, int *cap, int n, size_t item_size) {
+    if (n < *cap) return items;
+    int c2 = *cap ? 2 * *cap : 256;
+    void *p = realloc(items, (size_t)c2 * item_size);
+    if (p) *cap = c2;
+    return p;
+}
+
 static void note_use(nn_ctx *c, size_t bytes) {
     c->bytes_in_use += bytes;
     if (c->bytes_in_use > c->bytes_peak) c->bytes_peak = c->bytes_in_use;
@@ -149,13 +159,9 @@ static void note_use(nn_ctx *c, size_t bytes) {
  * repeated forward (the next step, the next tile) maps nothing. */
 static void *slab_take(nn_ctx *c, size_t bytes) {
     if (!c->slab) return NULL;
-    if (c->nranges == c->cap_ranges) {
-        int cap = c->cap_ranges ? 2 * c->cap_ranges : 256;
-        nn_range *nr = realloc(c->ranges, (size_t)cap * sizeof *nr);
-        if (!nr) return NULL;
-        c->ranges = nr;
-        c->cap_ranges = cap;
-    }
+    nn_range *r = grow_array(c->ranges, &c->cap_ranges, c->nranges, sizeof *r);
+    if (!r) return NULL;
+    c->ranges = r;
     size_t at = 0, best_gap = (size_t)-1, best_at = 0;
     int best = -1;
     for (int i = 0; i <= c->nranges; i++) {
@@ -237,13 +243,9 @@ static void *ctx_alloc(nn_ctx *c, size_t bytes) {
             return b->ptr;
         }
     }
-    if (c->nblocks == c->cap_blocks) {
-        int cap = c->cap_blocks ? 2 * c->cap_blocks : 256;
-        nn_block *nb = realloc(c->blocks, (size_t)cap * sizeof *nb);
-        if (!nb) goto fail;
-        c->blocks = nb;
-        c->cap_blocks = cap;
-    }
+    nn_block *blocks = grow_array(c->blocks, &c->cap_blocks, c->nblocks, sizeof *blocks);
+    if (!blocks) goto fail;
+    c->blocks = blocks;
     /* A miss. Training keeps its cache: trimming here would make the next
      * step miss too, one size after another, and a step repeats the same
      * sizes. Inference gives back what is cached but unused only when
@@ -352,17 +354,13 @@ int nn_ctx_status(const nn_ctx *c) {
 
 static nn_tensor *tensor_struct(nn_ctx *c, int N, int C, int D, int H, int W) {
     if (c->failed) return NULL;
-    if (c->ntensors == c->cap_tensors) {
-        int cap = c->cap_tensors ? 2 * c->cap_tensors : 256;
-        nn_tensor **t = realloc(c->tensors, (size_t)cap * sizeof *t);
-        if (!t) {
-            lsdm_err("out of memory");
-            c->failed = 1;
-            return NULL;
-        }
-        c->tensors = t;
-        c->cap_tensors = cap;
+    nn_tensor **ts = grow_array(c->tensors, &c->cap_tensors, c->ntensors, sizeof *ts);
+    if (!ts) {
+        lsdm_err("out of memory");
+        c->failed = 1;
+        return NULL;
     }
+    c->tensors = ts;
     nn_tensor *t = calloc(1, sizeof *t);
     if (!t) {
         lsdm_err("out of memory");
@@ -428,13 +426,9 @@ void nn_tape_push(nn_ctx *c, nn_backward_fn fn, const void *args, size_t size) {
         c->args = a;
         c->args_cap = cap;
     }
-    if (c->nnodes == c->cap_nodes) {
-        int cap = c->cap_nodes ? 2 * c->cap_nodes : 256;
-        void *n = realloc(c->nodes, (size_t)cap * sizeof *c->nodes);
-        if (!n) goto fail;
-        c->nodes = n;
-        c->cap_nodes = cap;
-    }
+    void *nodes = grow_array(c->nodes, &c->cap_nodes, c->nnodes, sizeof *c->nodes);
+    if (!nodes) goto fail;
+    c->nodes = nodes;
     memcpy(c->args + off, args, size);
     c->args_len = off + size;
     c->nodes[c->nnodes].fn = fn;
