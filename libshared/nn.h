@@ -12,10 +12,12 @@
  *   nn_backward(&ctx);                          // param grads +=
  *   nn_ctx_reset(&ctx);                         // drop this step's tensors
  *
- * Memory: tensors come from a caching allocator keyed by size, so a
- * training step or a tiled inference allocates nothing after the first
- * one. Without recording, model code calls nn_drop as soon as a tensor is
- * no longer needed, which keeps a forward at weights + a few activations.
+ * Memory: a training step's tensors come from blocks cached by size, an
+ * inference forward's from one slab sized from the first forward's peak,
+ * so a step, a tile or a sampler step allocates nothing after the first
+ * one or two. Without recording, model code calls nn_drop as soon as a
+ * tensor is no longer needed, which keeps a forward at weights + a few
+ * activations.
  *
  * Tensors are volumes (N, C, D, H, W), W fastest; 2D data is D = 1.
  * Everything here runs on the CPU kernels. */
